@@ -1,0 +1,35 @@
+# One command for the demo, one for the tests; each creates and fills .venv as needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_ROOT ?= demo-root
+
+.PHONY: venv system-deps test demo bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[train,cloud,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+test: venv system-deps
+	$(PY) -m pytest -q
+
+demo: venv
+	$(VENV)/bin/metahuman demo --root $(DEMO_ROOT)
+
+bench: venv
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+lint: venv
+	$(VENV)/bin/ruff check metahuman_lib tests
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) $(DEMO_ROOT) .pytest_cache

@@ -1,0 +1,61 @@
+"""The ``metahuman`` command: argument parsing only; every command calls the library.
+
+Each command group lives in its own module and is added to :data:`app` here.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from metahuman_lib import __version__
+from metahuman_lib.errors import WorkbenchError
+
+app = typer.Typer(
+    name="metahuman",
+    help="MetaHuman Workbench: curate memories, select samples, fine-tune and track model versions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"metahuman-workbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """MetaHuman Workbench."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script: workbench errors print one clear line, exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except WorkbenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
