@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metahuman_lib.demo import MARKER_NAME, write_demo_profile  # noqa: E402
-from metahuman_lib.memory import load_memories  # noqa: E402
-from metahuman_lib.profile import Profile  # noqa: E402
+from metahuman_lib.demo import MARKER_NAME, write_demo_profile
+from metahuman_lib.memory import load_memories
+from metahuman_lib.profile import Profile
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

@@ -479,3 +479,52 @@ def load_memories(
     report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
                         tuple(sorted(skipped, key=lambda item: item.path)))
     return frame, report
+
+
+@dataclass(frozen=True)
+class MemorySummary:
+    """Counts that describe a loaded profile (what ``metahuman load`` prints).
+
+    Attributes:
+        total: memories loaded.
+        first, last: the oldest and newest timestamp (None when empty).
+        by_type, by_mode, by_month, by_category: memories per value, largest first
+            (``by_month`` in calendar order, UTC ``YYYY-MM``; ``by_category`` uses ``-`` for
+            memories in plain date folders).
+        skipped: skipped files per reason (see :data:`SKIP_REASONS`).
+        files_seen: every file the walk met.
+    """
+
+    total: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    by_type: dict[str, int]
+    by_mode: dict[str, int]
+    by_month: dict[str, int]
+    by_category: dict[str, int]
+    skipped: dict[str, int]
+    files_seen: int
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    counts = values.value_counts(dropna=False)
+    pairs = sorted(((str(key), int(count)) for key, count in counts.items()),
+                   key=lambda kv: (-kv[1], kv[0]))
+    return dict(pairs)
+
+
+def summarize_memories(memories: pd.DataFrame, report: LoadReport) -> MemorySummary:
+    """Counts by type, mode, month and category, plus the skipped files by reason."""
+    stamps = memories["timestamp"]
+    months = stamps.dt.strftime("%Y-%m")
+    return MemorySummary(
+        total=len(memories),
+        first=stamps.min() if len(memories) else None,
+        last=stamps.max() if len(memories) else None,
+        by_type=_counts(memories["type"]),
+        by_mode=_counts(memories["mode"]),
+        by_month={str(k): int(v) for k, v in months.value_counts().sort_index().items()},
+        by_category=_counts(memories["category"].fillna("-")),
+        skipped=report.counts_by_reason(),
+        files_seen=report.files_seen,
+    )
