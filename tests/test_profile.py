@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from metahuman_lib.errors import ProfileError
-from metahuman_lib.profile import ROOT_ENV_VAR, Profile, make_run_label, resolve_root, validate_username
+from metahuman_lib.profile import (
+    ROOT_ENV_VAR,
+    Profile,
+    make_run_label,
+    resolve_root,
+    validate_username,
+)
 
 
 @pytest.mark.parametrize("name", ["demo", "greggles", "Ana.Maria", "user_2", "a", "x-y", "9lives", "a" * 64])
