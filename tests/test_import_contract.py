@@ -78,3 +78,12 @@ def test_import_linter_contracts_hold(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(config['contracts'])} kept, 0 broken" in result.stdout
+
+
+def test_public_surface_exports_the_loader_and_demo() -> None:
+    import metahuman_lib
+
+    for name in ("load_memories", "LoadReport", "SkippedFile", "SKIP_REASONS", "MemorySummary",
+                 "summarize_memories", "write_demo_profile", "resolve_profile", "DEMO_END"):
+        assert name in metahuman_lib.__all__, name
+    assert all(hasattr(metahuman_lib, name) for name in metahuman_lib.__all__)
