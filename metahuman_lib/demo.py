@@ -499,6 +499,12 @@ def write_demo_profile(root: str | os.PathLike[str] | None, username: str = DEMO
             target.write_bytes(demo_file.data)
             os.utime(target, (demo_file.mtime, demo_file.mtime))
         os.replace(staging, profile.episodic_dir)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if profile.episodic_dir.is_dir():  # another process wrote it first
+            raise ProfileError(f"A profile appeared at {profile.episodic_dir} while the demo "
+                               "was being written; it was left as it is.") from exc
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -532,5 +538,9 @@ def resolve_profile(username: str = DEMO_USERNAME,
     """
     profile = Profile.open(username, root)
     if username == DEMO_USERNAME and not profile.episodic_dir.exists():
-        write_demo_profile(profile.root, username)
+        try:
+            write_demo_profile(profile.root, username)
+        except ProfileError:
+            if not profile.episodic_dir.is_dir():  # not a race with another writer: report it
+                raise
     return profile.require_exists()
