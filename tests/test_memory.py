@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +426,11 @@ def test_demo_profile_summary(demo_profile: Profile) -> None:
     assert len(summary.by_month) in (4, 5)
     assert summary.by_type["conversation"] == max(summary.by_type.values())
     assert summary.skipped["encrypted"] == 3
+
+
+def test_skip_reasons_are_snake_case_and_all_exercised() -> None:
+    exercised = {reason for _case, _change, reason, _detail in BAD_PAYLOADS}
+    exercised |= {"missing_id", "encrypted", "not_memory_file", "too_large", "duplicate_id",
+                  "symlink_outside_profile", "unreadable"}  # the dedicated tests above
+    assert exercised == set(SKIP_REASONS)
+    assert all(re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", reason) for reason in SKIP_REASONS)
