@@ -189,6 +189,7 @@ Row = tuple[Any, ...]
 
 _SORT_KEY = itemgetter(1, 0)
 _NAME = attrgetter("name")
+_STR_DTYPE = pd.Series([], dtype="str").dtype
 _FIRST_READ = 1 << 16
 
 
@@ -214,10 +215,20 @@ def _frame(rows: list[Row]) -> pd.DataFrame:
         elif name == "importance":
             data[name] = np.array(values, dtype="float64")
         elif name in _STR_COLUMNS:
-            data[name] = pd.Series(values, dtype="str")
+            data[name] = _str_series(values)
         else:
             data[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)
+
+
+def _str_series(values: list[str]) -> pd.Series:
+    """A Series of pandas' default string dtype; built through one pyarrow array when that is
+    the dtype's storage (about 20 times faster than letting pandas check every element)."""
+    if getattr(_STR_DTYPE, "storage", None) == "pyarrow":
+        import pyarrow
+
+        return pd.Series(pyarrow.array(values, type=pyarrow.large_string()), dtype=_STR_DTYPE)
+    return pd.Series(values, dtype=_STR_DTYPE)
 
 
 def _is_str_list(value: Any) -> bool:
