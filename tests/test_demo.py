@@ -178,6 +178,9 @@ def test_mix_of_types_shapes_and_signals(demo_payloads: list) -> None:
     assert all(p["content"].startswith('Me: "') and p["tags"][0] == "chat" for p in older)
     assert all(re.match(r"User: .+\n\nAssistant: .+", p["content"], re.DOTALL) for p in newer)
     assert len(older) > 50 and len(newer) > 50
+    inner_chats = [p for p in payloads if p.get("type") == "inner_dialogue" and "response" in p]
+    assert inner_chats and all(p["tags"][:2] == ["chat", "dual"]
+                               for p in inner_chats)
     meta = [p["metadata"] for p in payloads]
     assert sum("cognitiveMode" in m for m in meta) > 100
     assert any(m.get("cognitiveMode") == "environment" for m in meta)
