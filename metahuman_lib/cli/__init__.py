@@ -36,16 +36,30 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: workbench errors print one clear line and exit 2."""
+    """Entry point of the console script: workbench errors print one clear line, exit code 2."""
     try:
-        app(args=argv, prog_name="metahuman")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        app(args=argv, standalone_mode=False)
     except WorkbenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as exc:  # usage errors: click's, or the click that typer >= 0.20 vendors
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
+        raise
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import data as _data
+
+app.command("demo-profile")(_data.demo_profile)
+app.command("load")(_data.load)
