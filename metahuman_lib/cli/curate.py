@@ -14,7 +14,13 @@ import typer
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.quality import GATE_KINDS, curate_profile, failed_gates, format_metrics_block
+from metahuman_lib.quality import (
+    GATE_KINDS,
+    curate_profile,
+    failed_gates,
+    format_metrics_block,
+    require_gates,
+)
 from metahuman_lib.samples import write_samples_jsonl
 
 _ROOT_HELP = "MetaHuman OS root (holds profiles/ and etc/); default $METAHUMAN_ROOT or the current folder."
@@ -30,7 +36,7 @@ def curate(
                                                           "(> 3,000 samples) or monthly (> 500 new)."),
     recent_days: int = typer.Option(30, "--recent-days", min=1,
                                     help="Monthly gate: samples of the last N days count as new."),
-    strict: bool = typer.Option(False, "--strict", help="Exit non-zero when a gate fails."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with code 2 when a gate fails."),
     no_scrub: bool = typer.Option(False, "--no-scrub", help="Keep emails, phones, keys and card "
                                                             "numbers (the data then holds PII)."),
     min_words: int = typer.Option(3, "--min-words", min=1, help="Drop answers with fewer words."),
@@ -54,8 +60,7 @@ def curate(
         review.curation.dropped.to_csv(dropped, index=False)
     typer.echo(f"Wrote {count:,} samples to {output}")
     typer.echo(format_metrics_block(review.metrics, review.gates, kind))
-    failed = failed_gates(review.gates)
-    for result in failed:
+    if strict:
+        require_gates(review.gates)  # a PipelineStepError: one line on stderr, exit code 2
+    for result in failed_gates(review.gates):
         typer.echo(f"warning: gate {result.name} failed: {result.reason}", err=True)
-    if failed and strict:
-        raise typer.Exit(1)
