@@ -24,14 +24,15 @@ from metahuman_lib.quality import (
 from metahuman_lib.samples import write_samples_jsonl
 
 _ROOT_HELP = "MetaHuman OS root (holds profiles/ and etc/); default $METAHUMAN_ROOT or the current folder."
+_MODE_HELP = "Keep only one cognitive mode: dual, emulation or agent."
+_DROPPED_HELP = "Also write every dropped memory with its reason (CSV)."
 
 
 def curate(
     username: str = typer.Option(..., "--username", "-u", help="Profile to curate."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the samples (JSONL)."),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write the samples (JSONL)."),
     root: str = typer.Option("", "--root", help=_ROOT_HELP),
-    mode: str | None = typer.Option(None, "--mode", help="Keep only one cognitive mode: dual, "
-                                                         "emulation or agent."),
+    mode: str = typer.Option("", "--mode", help=_MODE_HELP),
     kind: str = typer.Option("foundation", "--kind", help="Which gates to check: foundation "
                                                           "(> 3,000 samples) or monthly (> 500 new)."),
     recent_days: int = typer.Option(30, "--recent-days", min=1,
@@ -43,20 +44,19 @@ def curate(
     near_dup_threshold: float = typer.Option(0.8, "--near-dup-threshold",
                                              help="Jaccard similarity from which samples are "
                                                   "near-duplicates (1.0 keeps them)."),
-    dropped: Path | None = typer.Option(None, "--dropped", help="Also write every dropped memory "
-                                                                "with its reason (CSV)."),
+    dropped: str = typer.Option("", "--dropped", help=_DROPPED_HELP),
 ) -> None:
     """Curate a profile's memories into chat samples and print the quality metrics and gates."""
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown --kind {kind!r}: use 'foundation' or 'monthly'.")
-    options = CurationOptions(username=username, mode=mode, scrub=not no_scrub,
+    options = CurationOptions(username=username, mode=mode or None, scrub=not no_scrub,
                               min_words=min_words, near_dup_threshold=near_dup_threshold)
     profile = resolve_profile(username, root or None)
     review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
                             recent_days=recent_days)
-    count = write_samples_jsonl(review.curation.samples, output)
-    if dropped is not None:
-        dropped.parent.mkdir(parents=True, exist_ok=True)
+    count = write_samples_jsonl(review.curation.samples, Path(output))
+    if dropped:
+        Path(dropped).parent.mkdir(parents=True, exist_ok=True)
         review.curation.dropped.to_csv(dropped, index=False)
     typer.echo(f"Wrote {count:,} samples to {output}")
     typer.echo(format_metrics_block(review.metrics, review.gates, kind))
