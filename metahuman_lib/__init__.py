@@ -27,6 +27,15 @@ from metahuman_lib.memory import (
     summarize_memories,
 )
 from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
+from metahuman_lib.curation import CurationOptions, CurationResult, build_samples, system_prompt
+from metahuman_lib.quality import (
+    GateResult,
+    QualityGates,
+    QualityMetrics,
+    evaluate_gates,
+    quality_metrics,
+    require_gates,
+)
 
 __all__ = [
     "__version__",
@@ -52,4 +61,14 @@ __all__ = [
     "resolve_profile",
     "summarize_memories",
     "write_demo_profile",
+    "CurationOptions",
+    "CurationResult",
+    "GateResult",
+    "QualityGates",
+    "QualityMetrics",
+    "build_samples",
+    "evaluate_gates",
+    "quality_metrics",
+    "require_gates",
+    "system_prompt",
 ]

@@ -223,11 +223,15 @@ def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | N
 
 
 def _unwrap_me(content: str) -> str:
-    """``Me: "<text>"`` -> ``<text>`` (the older chat shape's way of quoting the person)."""
-    if content.startswith("Me:") or content.lstrip().startswith("Me:"):
+    """``Me: "<text>"`` -> ``<text>`` (the older chat shape's way of quoting the person), and a
+    lone ``User: <text>`` (a message that got no reply) -> ``<text>``."""
+    head = content.lstrip()[:5]
+    if head.startswith("Me:"):
         match = _ME_SHAPE.match(content)
         if match:
             return match.group(1)
+    elif head == "User:":
+        return content.lstrip()[5:]
     return content
 
 
