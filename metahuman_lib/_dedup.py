@@ -19,9 +19,15 @@ import numpy as np
 
 _SHINGLE_WORDS = 3
 _AGREEMENT_SLACK = 0.25
+_REFINED_PERM = 64
+_REFINED_SLACK = 0.1
+_SURE_MARGIN = 0.15
 """Candidates whose MinHash agreement is this far below the threshold are not checked exactly:
 with 32 permutations the agreement's standard deviation near 0.8 is about 0.07, so a true
-pair falls below the slack less than once in ten thousand."""
+pair falls below the slack less than once in ten thousand. The survivors are estimated again
+with 64 permutations (standard deviation about 0.05): a pair estimated 0.15 or more above the
+threshold is a near-duplicate with that estimate as its similarity; one estimated from 0.1
+below to 0.15 above gets the exact Jaccard; the rest are different."""
 _CHUNK_BYTES = 4 << 20
 _SIG_CHUNK = 1 << 16
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -52,7 +58,8 @@ class DedupResult:
         exact_of: for each text, the index of the earlier text it equals after normalisation, or -1.
         near_of: for each text not an exact duplicate, the index of an earlier kept text whose
             shingle Jaccard similarity is at least the threshold, or -1.
-        near_similarity: the Jaccard similarity behind ``near_of`` (0.0 where -1).
+        near_similarity: the Jaccard similarity behind ``near_of`` (0.0 where -1): exact near
+            the threshold, the 64-permutation MinHash estimate well above it.
     """
 
     exact_of: np.ndarray
@@ -217,9 +224,10 @@ def _candidate_pairs(signatures: np.ndarray, eligible: np.ndarray, bands: int, r
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.unique(a), np.unique(b)
-    inter = np.intersect1d(a, b, assume_unique=True).size
-    return inter / (a.size + b.size - inter)
+    """Exact Jaccard similarity of two shingle sets (Python sets beat numpy at this size)."""
+    set_a, set_b = set(a.tolist()), set(b.tolist())
+    inter = len(set_a & set_b)
+    return inter / (len(set_a) + len(set_b) - inter)
 
 
 def find_duplicates(texts: Sequence[str], *, threshold: float = 0.8, num_perm: int = 32) -> DedupResult:
@@ -252,15 +260,38 @@ def find_duplicates(texts: Sequence[str], *, threshold: float = 0.8, num_perm: i
     if pairs.size:
         agree = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
         pairs = pairs[agree >= max(0.0, threshold - _AGREEMENT_SLACK)]
+    refined = np.zeros(0)
+    if pairs.size:
+        refined = _refined_agreement(pairs, shingles, docs, n_texts)
+        keep_pair = refined >= threshold - _REFINED_SLACK
+        pairs, refined = pairs[keep_pair], refined[keep_pair]
     bounds = np.searchsorted(docs, np.arange(n_texts + 1))
-    for later, earlier in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    for (later, earlier), estimate in zip(pairs[order].tolist(), refined[order].tolist(), strict=True):
         if near_of[later] >= 0:
             continue
-        score = _jaccard(shingles[bounds[later] : bounds[later + 1]],
-                         shingles[bounds[earlier] : bounds[earlier + 1]])
+        if estimate >= threshold + _SURE_MARGIN:
+            score = estimate
+        else:
+            score = _jaccard(shingles[bounds[later] : bounds[later + 1]],
+                             shingles[bounds[earlier] : bounds[earlier + 1]])
         if score >= threshold:
             near_of[later], similarity[later] = earlier, score
     return DedupResult(exact_of, near_of, similarity)
+
+
+def _refined_agreement(pairs: np.ndarray, shingles: np.ndarray, docs: np.ndarray,
+                       n_texts: int) -> np.ndarray:
+    """MinHash agreement of each candidate pair with :data:`_REFINED_PERM` permutations.
+
+    Computed only over the shingles of texts that appear in a candidate pair, so the sharper
+    estimate costs little, and only the pairs it keeps get the exact (per-pair) Jaccard.
+    """
+    involved = np.zeros(n_texts, dtype=bool)
+    involved[pairs.ravel()] = True
+    mask = involved[docs]
+    signatures = minhash_signatures(shingles[mask], docs[mask], n_texts, _REFINED_PERM)
+    return (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
 
 
 def _first_of_equal(keys: np.ndarray) -> np.ndarray:

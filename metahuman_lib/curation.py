@@ -77,6 +77,7 @@ TYPE_PROMPTS: dict[str, str] = {
     "fragment": "Jot down a quick note.",
 }
 DEFAULT_PROMPT = "Tell me something in your own words."
+_PROMPT_TEXTS = frozenset([*TYPE_PROMPTS.values(), DEFAULT_PROMPT])
 """The user message of a ``monologue`` sample: a short, natural prompt for the memory's type."""
 
 _MODE_FLAVOUR: dict[str, str] = {
@@ -207,6 +208,7 @@ class _Candidate:
     shape: str
     scrubbed: dict[str, int]
     filler_stripped: bool
+    words: int = 0
 
 
 def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | None:
@@ -339,7 +341,7 @@ def _clean_texts(shaped: _Shaped, options: CurationOptions) -> tuple[list[str], 
     Returns the cleaned texts, the scrub counts of each text (None when nothing was replaced)
     and whether leading filler was stripped from it.
     """
-    texts = [normalise_text(t) for t in shaped.texts]
+    texts = [t if t in _PROMPT_TEXTS else normalise_text(t) for t in shaped.texts]
     scrubbed: list[dict[str, int] | None] = [None] * len(texts)
     if options.scrub:
         for index in np.flatnonzero(may_hold_pii_batch(texts)):
@@ -441,7 +443,7 @@ def _drop_short(candidates: list[_Candidate], options: CurationOptions,
                 drops: list[tuple[int, str, str]]) -> list[_Candidate]:
     kept = []
     for candidate in candidates:
-        words = len(candidate.assistant_text.split())
+        words = candidate.words = len(candidate.assistant_text.split())
         if words == 0:
             drops.append((candidate.row, "empty_text", "no answer text left after cleaning"))
         elif words < options.min_words:
@@ -494,8 +496,7 @@ def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFram
         "mode_source": pd.Series(base["mode_source"].astype(str).tolist(), dtype=object),
         "messages": pd.Series([c.messages for c in kept], dtype=object),
         "assistant_text": pd.Series(assistant, dtype=object),
-        "word_count": np.fromiter((len(t.split()) for t in assistant), dtype=np.int64,
-                                  count=len(assistant)),
+        "word_count": np.fromiter((c.words for c in kept), dtype=np.int64, count=len(kept)),
     }, columns=list(SAMPLE_COLUMNS))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame
