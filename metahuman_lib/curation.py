@@ -264,8 +264,10 @@ def _json(value: Any) -> str:
                         default=str).decode()
 
 
-def _tool_turns(metadata: dict[str, Any], instruction: str | None) -> list[tuple[str, str]]:
-    """An agent sample: the instruction, then the call and its result as the assistant turn."""
+def _tool_turns(metadata: dict[str, Any],
+                instruction: str | None) -> tuple[list[tuple[str, str]], bool]:
+    """An agent sample: the instruction, then the call and its result as the assistant turn;
+    and whether the instruction is real text (not the ``Use <tool>.`` fallback)."""
     tool = str(metadata.get("toolName"))
     call = f"Action: {tool}"
     if metadata.get("toolInputs") not in (None, {}, []):
@@ -280,14 +282,16 @@ def _tool_turns(metadata: dict[str, Any], instruction: str | None) -> list[tuple
         if isinstance(metadata.get(key), str) and metadata[key].strip():
             instruction = metadata[key]
             break
-    return [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+    turns = [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+    return turns, instruction is not None
 
 
 def _shape(memory_type: str, content: str, response: Any, metadata: dict[str, Any],
            parent_text: str | None) -> tuple[str, list[tuple[str, str]], bool]:
     """The sample shape of a memory, its turns, and whether the user turn is real text."""
     if metadata.get("toolName"):
-        return "tool", _tool_turns(metadata, parent_text), parent_text is not None
+        turns, real_prompt = _tool_turns(metadata, parent_text)
+        return "tool", turns, real_prompt
     if isinstance(response, str) and response.strip():
         return "pair", [("user", _unwrap_me(content)), ("assistant", response)], True
     turns = _dialogue_turns(content)

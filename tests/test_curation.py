@@ -236,3 +236,16 @@ def test_demo_profile_every_memory_is_accounted_for(demo_profile, tmp_path) -> N
     back = read_samples_jsonl(path)
     assert back["messages"].tolist() == samples["messages"].tolist()
     assert back["sample_id"].tolist() == samples["sample_id"].tolist()
+
+
+def test_tool_instruction_from_metadata_and_lone_user_message() -> None:
+    rows = [memory("Invoked skill: calendar_list", memory_type="tool_invocation",
+                   metadata={"toolName": "calendar_list", "instruction": "What's on today?",
+                             "toolOutputs": {"events": ["standup 9:30"]}}),
+            memory("User: Remind me to water the basil tomorrow.", timestamp="2025-11-01T12:05:00Z")]
+    result = build_samples(memories_frame(rows))
+    assert _messages(result, 0)[1:] == [
+        ("user", "What's on today?"),
+        ("assistant", 'Action: calendar_list\nResult: {"events":["standup 9:30"]}')]
+    assert _messages(result, 1)[1:] == [("user", "What's on your mind?"),
+                                        ("assistant", "Remind me to water the basil tomorrow.")]
