@@ -5,8 +5,8 @@ so every text is turned into word hashes by vectorised byte operations, words in
 shingles, shingles into a MinHash signature, and signatures into LSH bands whose equal keys
 name candidate pairs. Only the few candidates are then checked with an exact Jaccard.
 
-Words are runs of ASCII letters and digits or of non-ASCII bytes in the lowercased UTF-8
-text, so punctuation and spacing never make two texts look different.
+Words are runs of ASCII letters and digits or of non-ASCII bytes in the UTF-8 text, with ASCII
+letters case-folded, so case, punctuation and spacing never make two texts look different.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def _word_byte_table() -> np.ndarray:
 _WORD_OR_NUL = _word_byte_table()
 _WORD_OR_NUL[0] = True
 _PAD = b" " * 17
+_ASCII_LOWER = np.arange(256, dtype=np.uint8)
+_ASCII_LOWER[ord("A") : ord("Z") + 1] += 32
 _LENGTH_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [2**64 - 1], dtype=np.uint64)
 _RNG = np.random.default_rng(0x5EED_CAFE)
 _SHINGLE_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -84,12 +86,14 @@ def _chunk_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     to the word's length) with its length; longer words sharing 16 bytes are rare enough.
     Texts are joined with a NUL word between them, which marks where each text ends.
     """
-    joined = b" " + " \x00 ".join(t.replace("\x00", " ") if "\x00" in t else t for t in texts).lower().encode("utf-8", "surrogatepass") + _PAD
-    buf = np.frombuffer(joined, dtype=np.uint8)
+    clean = (t.replace("\x00", " ") if "\x00" in t else t for t in texts)
+    raw = np.frombuffer(b" " + " \x00 ".join(clean).encode("utf-8", "surrogatepass") + _PAD,
+                        dtype=np.uint8)
+    buf = _ASCII_LOWER[raw]  # ASCII case folding in one table lookup (faster than str.lower)
     is_word = _WORD_OR_NUL[buf]
     edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
     starts, ends = edges[0::2], edges[1::2]
-    windows = np.ndarray((buf.size - 8,), dtype="<u8", buffer=joined, offset=0, strides=(1,))
+    windows = np.ndarray((buf.size - 8,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
     length = ends - starts
     low = windows[starts] & _LENGTH_MASKS[np.minimum(length, 8)]
     high = windows[starts + 8] & _LENGTH_MASKS[np.clip(length - 8, 0, 8)]
