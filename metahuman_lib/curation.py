@@ -338,52 +338,65 @@ class _Shaped:
             self.texts.append(text)
 
 
-def _clean_texts(shaped: _Shaped, options: CurationOptions) -> tuple[list[str], list[dict[str, int] | None],
-                                                                     list[bool]]:
+def _clean_texts(shaped: _Shaped, options: CurationOptions
+                 ) -> tuple[list[str], dict[int, dict[str, int]], set[int]]:
     """Normalise, scrub and strip filler from every turn text in one pass per rule.
 
-    Returns the cleaned texts, the scrub counts of each text (None when nothing was replaced)
-    and whether leading filler was stripped from it.
+    Returns the cleaned texts, the scrub counts of the texts where something was replaced (by
+    text index) and the indices of the texts whose leading filler was stripped.
     """
     texts = [t if t in _PROMPT_TEXTS else normalise_text(t) for t in shaped.texts]
-    scrubbed: list[dict[str, int] | None] = [None] * len(texts)
+    scrubbed: dict[int, dict[str, int]] = {}
     if options.scrub:
-        for index in np.flatnonzero(may_hold_pii_batch(texts)):
+        for index in np.flatnonzero(may_hold_pii_batch(texts)).tolist():
             counts: dict[str, int] = {}
             texts[index] = scrub_pii(texts[index], counts)
-            scrubbed[index] = counts or None
-    stripped = [False] * len(texts)
+            if counts:
+                scrubbed[index] = counts
+    stripped: set[int] = set()
     if options.strip_filler:
+        match = _FILLER_START.match
         for index, (role, text) in enumerate(zip(shaped.roles, texts, strict=True)):
-            if role == "assistant" and _FILLER_START.match(text):
+            if role == "assistant" and match(text):
                 after = strip_leading_filler(text)
                 if after is not text:
-                    texts[index], stripped[index] = after, True
+                    texts[index] = after
+                    stripped.add(index)
     return texts, scrubbed, stripped
+
+
+def _owner_stats(shaped: _Shaped, scrubbed: dict[int, dict[str, int]],
+                 stripped: set[int]) -> tuple[dict[int, dict[str, int]], set[int]]:
+    """Scrub counts and filler flags per candidate (from the few texts that have them)."""
+    if not scrubbed and not stripped:
+        return {}, set()
+    owner_of = np.repeat(np.arange(len(shaped.turn_counts)), shaped.turn_counts)
+    kinds: dict[int, dict[str, int]] = {}
+    for index, counts in scrubbed.items():
+        owner = kinds.setdefault(int(owner_of[index]), {})
+        for kind, n in counts.items():
+            owner[kind] = owner.get(kind, 0) + n
+    return kinds, {int(owner_of[index]) for index in stripped}
 
 
 def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
     """Group the cleaned turn texts back into one candidate sample per memory."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
-    roles = shaped.roles
-    out, position = [], 0
+    kinds, filler = _owner_stats(shaped, scrubbed, stripped)
+    roles, out, position = shaped.roles, [], 0
     for index, count in enumerate(shaped.turn_counts):
-        turns = [(roles[i], texts[i]) for i in range(position, position + count) if texts[i]]
-        kinds: dict[str, int] = {}
-        for i in range(position, position + count):
-            if scrubbed[i]:
-                for kind, n in scrubbed[i].items():
-                    kinds[kind] = kinds.get(kind, 0) + n
-        filler = any(stripped[position : position + count])
-        position += count
+        end = position + count
+        turns = [turn for turn in zip(roles[position:end], texts[position:end]) if turn[1]]
+        position = end
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
         messages = [{"role": "system", "content": shaped.systems[index]}]
         messages += [{"role": role, "content": text} for role, text in turns]
-        authored = assistant if not shaped.real_prompt[index] else [text for _, text in turns]
+        authored = [text for _, text in turns] if shaped.real_prompt[index] else assistant
         out.append(_Candidate(shaped.rows[index], messages, "\n\n".join(assistant),
-                              "\n".join(authored), shaped.shapes[index], kinds, filler))
+                              "\n".join(authored), shaped.shapes[index], kinds.get(index, {}),
+                              index in filler))
     return out
 
 

@@ -16,8 +16,10 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------
 
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
-_HORIZONTAL_SPACE = re.compile("[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_LINE_EDGE_SPACE = re.compile(" ?\n ?")
+_SPACES = "\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_HORIZONTAL_SPACE = re.compile(f" *[{_SPACES}][ {_SPACES}]*|  +")
+"""Runs that need rewriting only (a single plain space never matches, so sub stays cheap)."""
+_LINE_EDGE_SPACE = re.compile(" \n ?|\n ")
 _BLANK_LINES = re.compile("\n{3,}")
 
 
