@@ -96,7 +96,7 @@ def strip_leading_filler(text: str) -> str:
             stripped = stripped[match.end() :]
     if stripped is text:
         return text
-    if stripped[:1].islower():
+    if stripped[:1].islower() and len(stripped[0].upper()) == 1:
         stripped = stripped[0].upper() + stripped[1:]
     return stripped
 
@@ -152,6 +152,8 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     if joined.count(0) != len(texts) - 1:
         return np.ones(len(texts), dtype=bool)
     buf = np.frombuffer(joined, dtype=np.uint8)
+    if buf.size == 0:
+        return np.zeros(len(texts), dtype=bool)
     separators = np.flatnonzero(buf == 0)
 
     def text_of(positions: np.ndarray) -> np.ndarray:

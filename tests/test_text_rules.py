@@ -131,3 +131,30 @@ def test_luhn(digits: str, valid: bool) -> None:
 ])
 def test_filler_phrases_in(text: str, found: list[str]) -> None:
     assert filler_phrases_in(text) == found
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(["a", "Z", "7", "0", " ", "-", "_", "@", ".", "+", "(", ")", "\n", "é",
+                           "sk-", "ghp_", "AKIA", "Bearer ", "x.io", "4111 1111 1111 1111"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=40).map("".join), min_size=1, max_size=6))
+def test_pre_check_never_misses_what_scrubbing_would_replace(texts: list[str]) -> None:
+    flags = may_hold_pii_batch(texts)
+    for text, flag in zip(texts, flags, strict=True):
+        if scrub_pii(text) != text:
+            assert flag, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_normalise_and_strip_are_idempotent_on_their_output(text: str) -> None:
+    once = normalise_text(text)
+    assert normalise_text(once) == once
+    assert once == once.strip()
+    stripped = strip_leading_filler(once)
+    tail = once[len(once) - len(stripped):] if stripped else ""
+    assert stripped[1:] == tail[1:] and stripped[:1].lower() == tail[:1].lower()
