@@ -158,9 +158,15 @@ def _utc(now: datetime) -> datetime:
     return now.astimezone(timezone.utc)
 
 
-def parse_now(value: str | datetime | None) -> datetime:
-    """``now`` from a notebook parameter or flag: ISO text, a datetime, or empty for the current time."""
+def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None) -> datetime:
+    """``now`` from a notebook parameter or flag: ISO 8601 text or a datetime, in UTC.
+
+    Empty means: the newest sample's timestamp when ``samples`` is given (so exploring an
+    older profile, such as the demo, shows a full recent window), else the current time.
+    """
     if value is None or value == "":
+        if samples is not None and len(samples):
+            return samples["timestamp"].max().tz_convert("UTC").to_pydatetime()
         return datetime.now(timezone.utc)
     if isinstance(value, datetime):
         return _utc(value)
