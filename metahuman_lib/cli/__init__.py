@@ -59,3 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import data as _data  # noqa: E402
+
+app.command("demo-profile")(_data.demo_profile)
+app.command("load")(_data.load)
