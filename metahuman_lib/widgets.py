@@ -77,7 +77,8 @@ def coverage_figure(table: pd.DataFrame) -> go.Figure:
 
 def _style(figure: go.Figure, title: str) -> None:
     figure.update_layout(title=title, barmode="group", height=360, margin={"l": 40, "r": 10, "t": 50, "b": 40},
-                         xaxis_title="month", yaxis_title="samples", legend_orientation="h")
+                         xaxis_title="month", yaxis_title="samples", legend_orientation="h",
+                         xaxis_type="category")
 
 
 def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None, str]]]]:
