@@ -64,3 +64,8 @@ from metahuman_lib.cli import data as _data  # noqa: E402
 
 app.command("demo-profile")(_data.demo_profile)
 app.command("load")(_data.load)
+
+from metahuman_lib.cli import select as _select  # noqa: E402
+
+app.command("strategies")(_select.strategies)
+app.command("select")(_select.select)
