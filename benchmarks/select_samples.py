@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metahuman_lib.samples import SAMPLE_COLUMNS  # noqa: E402
-from metahuman_lib.selection import select  # noqa: E402
-from metahuman_lib.strategies import load_strategy  # noqa: E402
+from metahuman_lib.samples import SAMPLE_COLUMNS
+from metahuman_lib.selection import select
+from metahuman_lib.strategies import load_strategy
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
 TARGET_S = 2.0
 CACHE = Path(__file__).resolve().parent / ".cache"
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class _Pool:
 def _utc(now: datetime) -> datetime:
     if not isinstance(now, datetime) or now.tzinfo is None:
         raise ConfigError(f"now must be a timezone-aware datetime (UTC), got {now!r}.")
-    return now.astimezone(timezone.utc)
+    return now.astimezone(UTC)
 
 
 def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None) -> datetime:
@@ -168,7 +168,7 @@ def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None)
     if value is None or value == "":
         if samples is not None and len(samples):
             return samples["timestamp"].max().tz_convert("UTC").to_pydatetime()
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if isinstance(value, datetime):
         return _utc(value)
     try:
@@ -521,7 +521,7 @@ def estimate_tokens(frame: pd.DataFrame) -> int:
         return 0
     words = sum(len(str(m.get("content", "")).split()) for messages in frame["messages"] for m in messages)
     messages = int(frame["messages"].map(len).sum())
-    return int(round(words * 4 / 3)) + 4 * messages
+    return round(words * 4 / 3) + 4 * messages
 
 
 @dataclass(frozen=True)
@@ -585,7 +585,7 @@ def _jsonl_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def selection_record(selection: Selection, quality: dict[str, Any] | None = None) -> dict[str, Any]:

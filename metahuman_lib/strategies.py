@@ -84,7 +84,7 @@ class Strategy:
         """A foundation run trains on everything: there is no recent window."""
         return self.days_recent is None
 
-    def with_overrides(self, **overrides: Any) -> "Strategy":
+    def with_overrides(self, **overrides: Any) -> Strategy:
         """A copy with some fields replaced; ``None`` values mean "keep the strategy's value".
 
         Flags and notebook parameters use ``None`` for "not given", so they can be passed

@@ -14,7 +14,7 @@ from metahuman_lib.cli import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metahuman_lib", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "metahuman_lib", *args], capture_output=True, text=True, check=False,
                           env=dict(os.environ), timeout=120)
 
 

@@ -73,20 +73,20 @@ def lab(tmp_path: Path, demo_root: Path) -> Iterator[tuple[str, str]]:
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:  # containers run tests as root; Jupyter refuses that without the flag
         command.append("--allow-root")
-    log = open(tmp_path / "lab.log", "wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
+    with open(tmp_path / "lab.log", "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
-            _wait_for_server(f"{base}/api/status?token={token}", process, SERVER_START_S)
-        except (RuntimeError, TimeoutError) as exc:
-            log.flush()
-            tail = (tmp_path / "lab.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; server log:\n{tail}") from exc
-        yield base, token
-    finally:
-        _stop(process)
-        log.close()
+            try:
+                _wait_for_server(f"{base}/api/status?token={token}", process, SERVER_START_S)
+            except (RuntimeError, TimeoutError) as exc:
+                log.flush()
+                tail = (tmp_path / "lab.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{exc}; server log:\n{tail}") from exc
+            yield base, token
+        finally:
+            _stop(process)
 
 
 def _stop(process: subprocess.Popen) -> None:

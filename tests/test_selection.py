@@ -7,10 +7,10 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers_selection import MODES, NOW, make_samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers_selection import MODES, NOW, make_samples
 from metahuman_lib.errors import ConfigError, WorkbenchError
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import read_manifest
@@ -211,7 +211,7 @@ def test_stratified_follows_month_and_mode_proportions():
     strategy = Strategy(days_recent=30, old_samples=700, old_sampling="stratified", old_probe_size=0)
     selection = select(samples, strategy, NOW, 5)
     old_pool = samples[samples["timestamp"] < pd.Timestamp(selection.cutoff)]
-    key = lambda frame: frame["timestamp"].dt.strftime("%Y-%m") + "/" + frame["mode"]  # noqa: E731
+    key = lambda frame: frame["timestamp"].dt.strftime("%Y-%m") + "/" + frame["mode"]
     pool_counts = key(old_pool).value_counts().sort_index()
     chosen = selection.train[~selection.is_recent(selection.train)]
     chosen_counts = key(chosen).value_counts().reindex(pool_counts.index, fill_value=0)
@@ -284,7 +284,7 @@ def test_old_probe_is_fixed_at_foundation_and_reused(tmp_path):
     assert (tmp_path / "r1" / "eval_old.jsonl").read_bytes() == (tmp_path / "r2" / "eval_old.jsonl").read_bytes()
     assert read_manifest(tmp_path / "r2")["selection"]["old_probe"]["created"] is False
     # months spread: the probe covers every month of the foundation's history
-    months = lambda frame: set(frame["timestamp"].dt.strftime("%Y-%m"))  # noqa: E731
+    months = lambda frame: set(frame["timestamp"].dt.strftime("%Y-%m"))
     assert months(first.eval_old) == months(samples[samples["timestamp"] <= pd.Timestamp(NOW - timedelta(days=40))])
 
 

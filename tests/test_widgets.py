@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from _helpers_selection import NOW, make_samples
+
 from metahuman_lib.selection import select
 from metahuman_lib.strategies import Strategy, load_strategy
 from metahuman_lib.widgets import coverage_figure, coverage_table, preview_table, selection_controls

@@ -39,10 +39,11 @@ def format_selection(selection: Selection) -> str:
     lines = [
         f"strategy {selection.strategy.name!r}, seed {selection.seed}, now {selection.now:%Y-%m-%d %H:%M} UTC",
         f"recent window: {window}",
-        f"recent: {counts.recent_available} available, {counts.recent_selected} selected, "
-        f"{counts.recent_dropped_by_max} dropped by max, {counts.eval_recent} held out",
-        f"old: {counts.old_available} available, {counts.old_requested} requested, {counts.old_selected} selected "
-        f"({selection.strategy.old_sampling}), {counts.old_dropped_by_max} dropped by max",
+        (f"recent: {counts.recent_available} available, {counts.recent_selected} selected, "
+         f"{counts.recent_dropped_by_max} dropped by max, {counts.eval_recent} held out"),
+        (f"old: {counts.old_available} available, {counts.old_requested} requested, "
+         f"{counts.old_selected} selected ({selection.strategy.old_sampling}), "
+         f"{counts.old_dropped_by_max} dropped by max"),
         f"old probe: {counts.old_probe} samples ({'chosen now' if selection.old_probe_created else 'fixed'})",
         f"excluded: {counts.after_now} after now, {counts.mode_filtered_out} other modes",
         f"train: {counts.train_samples} samples from {counts.train_memories} memories",
