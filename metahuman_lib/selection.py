@@ -697,12 +697,13 @@ def store_old_probe(profile: Profile, selection: Selection) -> bool:
 
 
 def run_selection(profile: Profile, samples: pd.DataFrame, strategy: Strategy, now: datetime,
-                  seed: int, run_dir: Path | str | None = None) -> Selection:
+                  seed: int | None = None, run_dir: Path | str | None = None) -> Selection:
     """Select for a profile, reusing its old probe; with ``run_dir`` write the run's files.
 
-    The probe is fixed (stored under the profile) only when a run folder is written, so
-    exploring in a notebook never fixes it.
+    ``seed`` None uses the strategy's seed. The probe is fixed (stored under the profile) only
+    when a run folder is written, so exploring in a notebook never fixes it.
     """
+    seed = strategy.seed if seed is None else seed
     selection = select(samples, strategy, now, seed, old_probe_ids=load_old_probe_ids(profile))
     if run_dir:
         write_selection(Path(run_dir), selection)

@@ -63,7 +63,7 @@ def select(
     max_samples: int = typer.Option(None, "--max", min=0, help="Cap on train samples (recent first)."),
     mode: str = typer.Option(None, "--mode", help="Only this mode: dual, emulation or agent."),
     old_sampling: str = typer.Option(None, "--old-sampling", help="uniform or stratified."),
-    seed: int = typer.Option(0, "--seed", help="Seeds every random choice."),
+    seed: int = typer.Option(None, "--seed", min=0, help="Seeds every random choice (default: the strategy's)."),
     now: str = typer.Option("", "--now", help="Reference time, ISO 8601 UTC; default the newest memory's time."),
     run_dir: str = typer.Option("", "--run-dir", help="Write dataset.jsonl, eval sets and manifest here."),
 ) -> None:
