@@ -511,66 +511,6 @@ def mode_mix(frame: pd.DataFrame) -> dict[str, float]:
     return {mode: round(float(shares.get(mode, 0.0)) * 100, 1) for mode in MODES}
 
 
-def estimate_tokens(frame: pd.DataFrame) -> int:
-    """Approximate training tokens of a samples table: 4 per 3 words plus 4 per message.
-
-    A tokenizer-free estimate (BPE tokenizers average about 1.3 tokens per English word, and
-    the chat template adds a few tokens per message); the trainer measures the real count.
-    """
-    if frame.empty:
-        return 0
-    words = sum(len(str(m.get("content", "")).split()) for messages in frame["messages"] for m in messages)
-    messages = int(frame["messages"].map(len).sum())
-    return round(words * 4 / 3) + 4 * messages
-
-
-@dataclass(frozen=True)
-class Projection:
-    """A projected training run for a dataset size (a clear estimate, not a measurement).
-
-    The defaults come from the seed's figures: a full fine-tune of ~5,000 samples of ~300
-    tokens for 3 epochs takes ~2 hours on an A100 80GB at $1.89/h (about 625 tokens/s),
-    plus ~5 minutes of pod start-up and download.
-    """
-
-    train_samples: int
-    tokens: int
-    epochs: int
-    hours: float
-    usd: float
-
-
-def project_training(tokens: int, train_samples: int, *, epochs: int = 3,
-                     tokens_per_s: float = 625.0, usd_per_hour: float = 1.89,
-                     overhead_s: float = 300.0) -> Projection:
-    """Project training time and cost from the number of training tokens."""
-    seconds = (tokens * epochs / tokens_per_s) + (overhead_s if train_samples else 0.0)
-    hours = seconds / 3600
-    return Projection(train_samples=train_samples, tokens=tokens, epochs=epochs,
-                      hours=round(hours, 2), usd=round(hours * usd_per_hour, 2))
-
-
-def selection_summary(selection: Selection) -> dict[str, Any]:
-    """What a person checks before training: counts, recent vs old share, mode mix, projection."""
-    counts = selection.counts
-    total = counts.train_samples
-    tokens = estimate_tokens(selection.train)
-    projection = project_training(tokens, total)
-    return {
-        "train_samples": total,
-        "recent_selected": counts.recent_selected,
-        "old_selected": counts.old_selected,
-        "recent_share": round(100 * counts.recent_selected / total, 1) if total else 0.0,
-        "old_share": round(100 * counts.old_selected / total, 1) if total else 0.0,
-        "eval_recent": counts.eval_recent,
-        "eval_old": len(selection.eval_old),
-        "mode_mix": mode_mix(selection.train),
-        "tokens": tokens,
-        "hours": projection.hours,
-        "usd": projection.usd,
-    }
-
-
 def selection_quality(selection: Selection) -> dict[str, Any]:
     """The seed's quality metrics (:func:`metahuman_lib.quality.quality_metrics`) of each set."""
     return {name: quality_metrics(frame).to_dict() for name, frame in

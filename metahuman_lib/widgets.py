@@ -21,8 +21,20 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from metahuman_lib.selection import Selection, select, selection_summary
-from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy
+from metahuman_lib.samples import iter_records
+from metahuman_lib.selection import Selection, mode_mix, select
+from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy, parameters_dir
+from metahuman_lib.training.config import TrainConfig
+from metahuman_lib.training.cost import (
+    CostEstimate,
+    estimate_tokens,
+    load_gpu_prices,
+    model_params_billions,
+    project_cost,
+)
+
+#: The GPUs MetaHuman OS trains on (spec section 5): full fine-tunes on an A100, LoRA on a 4090.
+SEED_GPUS = {"full": "NVIDIA A100 80GB PCIe", "lora": "NVIDIA GeForce RTX 4090"}
 
 _ALL_MODES = "all"
 _COLOURS = {"history": "#c7ccd6", "recent": "#2f6fde", "old": "#f08c2e", "held_out": "#7b4fc9"}
@@ -81,6 +93,49 @@ def _style(figure: go.Figure, title: str) -> None:
                          xaxis_type="category")
 
 
+def project_selection(selection: Selection, config: TrainConfig | None = None,
+                      gpu: str | None = None) -> CostEstimate:
+    """Projected tokens, time and cost of training on ``selection`` (issue 5's cost model).
+
+    Tokens are estimated from characters (no tokenizer is loaded); the model size comes from
+    the base model's name; the GPU defaults to the one MetaHuman OS uses for the method. The
+    prices file is ``parameters/gpu_prices.yaml``.
+    """
+    config = config or TrainConfig()
+    tokens, samples = estimate_tokens(iter_records(selection.train))
+    eval_tokens = sum(estimate_tokens(iter_records(frame))[0]
+                      for frame in (selection.eval_recent, selection.eval_old))
+    return project_cost(tokens, samples, method=config.method,
+                        model_params_b=model_params_billions(config.base_model),
+                        gpu=gpu or SEED_GPUS[config.method], epochs=config.epochs,
+                        batch_size=config.batch_size, grad_accum=config.grad_accum,
+                        max_seq_len=config.max_seq_len, packing=config.packing,
+                        eval_tokens=eval_tokens, prices=load_gpu_prices(parameters_dir() / "gpu_prices.yaml"))
+
+
+def selection_summary(selection: Selection, config: TrainConfig | None = None) -> dict[str, object]:
+    """What a person checks before training: counts, recent vs old share, mode mix, projection."""
+    counts = selection.counts
+    total = counts.train_samples
+    projection = project_selection(selection, config)
+    return {
+        "train_samples": total,
+        "recent_selected": counts.recent_selected,
+        "old_selected": counts.old_selected,
+        "recent_share": round(100 * counts.recent_selected / total, 1) if total else 0.0,
+        "old_share": round(100 * counts.old_selected / total, 1) if total else 0.0,
+        "eval_recent": counts.eval_recent,
+        "eval_old": len(selection.eval_old),
+        "mode_mix": mode_mix(selection.train),
+        "tokens": projection.train_tokens,
+        "hours": round(projection.hours, 2),
+        "usd": projection.dollars,
+        "gpu": projection.gpu,
+        "method": projection.method,
+        "model_params_b": projection.model_params_b,
+    }
+
+
 def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None, str]]]]:
     """Preview rows as (quantity, parts); a part with a key is a count that gets its CSS class."""
     summary, counts = selection_summary(selection), selection.counts
@@ -97,8 +152,10 @@ def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None
         ("recent vs old share", [(None, f"{summary['recent_share']}% / {summary['old_share']}%")]),
         ("mode mix", [(None, ", ".join(f"{mode} {share}%" for mode, share in summary["mode_mix"].items()))]),
         ("held out: recent / old probe", [(None, f"{counts.eval_recent:,} / {summary['eval_old']:,}")]),
-        ("projected tokens", [(None, f"{summary['tokens']:,}")]),
-        ("projected training time and cost", [(None, f"{summary['hours']} h, ${summary['usd']} (estimate)")]),
+        ("projected training tokens (all epochs)", [(None, f"{summary['tokens']:,}")]),
+        ("projected training time and cost",
+         [(None, f"{summary['hours']} h, ${summary['usd']} on {summary['gpu']} "
+                 f"({summary['method']}, {summary['model_params_b']:g}B; estimate)")]),
     ]
 
 

@@ -22,7 +22,6 @@ from metahuman_lib.selection import (
     reproduce_selection,
     run_selection,
     select,
-    selection_summary,
     total_variation,
     write_selection,
 )
@@ -292,12 +291,3 @@ def test_exploring_does_not_fix_the_probe(tmp_path):
     profile = Profile(tmp_path, "tester")
     run_selection(profile, make_samples(100), Strategy(), NOW, 0)
     assert load_old_probe_ids(profile) is None
-
-
-def test_summary_projects_size_time_and_cost():
-    selection = select(make_samples(1000), Strategy(days_recent=30, old_samples=100), NOW, 0)
-    summary = selection_summary(selection)
-    assert summary["train_samples"] == summary["recent_selected"] + summary["old_selected"]
-    assert summary["recent_share"] + summary["old_share"] == pytest.approx(100.0, abs=0.11)
-    assert summary["tokens"] > summary["train_samples"] and summary["hours"] > 0 and summary["usd"] > 0
-    assert sum(summary["mode_mix"].values()) == pytest.approx(100.0, abs=0.2)
