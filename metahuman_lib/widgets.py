@@ -154,8 +154,8 @@ def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None
         ("held out: recent / old probe", [(None, f"{counts.eval_recent:,} / {summary['eval_old']:,}")]),
         ("projected training tokens (all epochs)", [(None, f"{summary['tokens']:,}")]),
         ("projected training time and cost",
-         [(None, f"{summary['hours']} h, ${summary['usd']} on {summary['gpu']} "
-                 f"({summary['method']}, {summary['model_params_b']:g}B; estimate)")]),
+         [(None, (f"{summary['hours']} h, ${summary['usd']} on {summary['gpu']} "
+                  f"({summary['method']}, {summary['model_params_b']:g}B; estimate)"))]),
     ]
 
 
