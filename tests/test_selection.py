@@ -291,3 +291,18 @@ def test_exploring_does_not_fix_the_probe(tmp_path):
     profile = Profile(tmp_path, "tester")
     run_selection(profile, make_samples(100), Strategy(), NOW, 0)
     assert load_old_probe_ids(profile) is None
+
+
+@PROPERTY
+@given(samples=samples_tables(), strategy=strategies_, seed=st.integers(0, 1000), data=st.data())
+def test_given_probe_is_never_trained_on(samples, strategy, seed, data):
+    memories = sorted(set(samples["memory_id"]))
+    probe = data.draw(st.lists(st.sampled_from(memories), unique=True) if memories else st.just([]))
+    selection = select(samples, strategy, NOW, seed, old_probe_ids=probe + ["gone-memory"])
+    eligible = samples[samples["timestamp"] <= pd.Timestamp(NOW)]
+    assert sorted(selection.eval_old["sample_id"]) == sorted(
+        eligible[eligible["memory_id"].isin(probe)]["sample_id"])
+    assert not set(selection.train["memory_id"]) & set(probe)
+    assert not set(selection.eval_recent["memory_id"]) & set(probe)
+    assert selection.old_probe_memory_ids == tuple(sorted([*probe, "gone-memory"]))
+    assert not selection.old_probe_created
