@@ -39,7 +39,7 @@ import pandas as pd
 
 from metahuman_lib import __version__
 from metahuman_lib._io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from metahuman_lib.errors import ConfigError, WorkbenchError
+from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.profile import Profile
 from metahuman_lib.quality import quality_metrics
 from metahuman_lib.runfolder import read_manifest, record_files, update_manifest
@@ -552,15 +552,31 @@ def write_selection(run_dir: Path, selection: Selection, *, quality: dict[str, A
     """Write ``dataset.jsonl``, ``eval_recent.jsonl``, ``eval_old.jsonl`` and the manifest sections.
 
     Each file is written atomically; the manifest gets the ``selection`` section and the
-    sha256 of each file under ``files``. Returns the updated manifest.
+    sha256 of each file under ``files``. Writing the same selection again (a resumed run) is
+    allowed; a different one into a run folder that already has a selection is refused, since
+    a run folder never changes its data once a step has finished. Returns the updated manifest.
+
+    Raises:
+        PipelineStepError: the run folder already holds a different selection.
     """
     run_dir = Path(run_dir)
-    frames = dict(zip(SELECTION_FILES, (selection.train, selection.eval_recent, selection.eval_old)))
-    for name, frame in frames.items():
-        atomic_write_bytes(run_dir / name, _jsonl_bytes(frame))
+    frames = (selection.train, selection.eval_recent, selection.eval_old)
+    contents = {name: _jsonl_bytes(frame) for name, frame in zip(SELECTION_FILES, frames)}
+    _refuse_a_different_selection(run_dir, contents)
+    for name, data in contents.items():
+        atomic_write_bytes(run_dir / name, data)
     record = selection_record(selection, quality)
     update_manifest(run_dir, lambda manifest: manifest.__setitem__("selection", record))
     return record_files(run_dir, list(SELECTION_FILES))
+
+
+def _refuse_a_different_selection(run_dir: Path, contents: dict[str, bytes]) -> None:
+    recorded = read_manifest(run_dir).get("files", {})
+    for name, data in contents.items():
+        if name in recorded and recorded[name]["sha256"] != hashlib.sha256(data).hexdigest():
+            raise PipelineStepError(
+                f"The run folder {run_dir} already holds a different selection ({name} differs); "
+                "start a new run folder for a new selection.")
 
 
 def strategy_from_manifest(run_dir: Path) -> tuple[Strategy, datetime, int, tuple[str, ...]]:

@@ -11,7 +11,7 @@ from _helpers_selection import MODES, NOW, make_samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metahuman_lib.errors import ConfigError, WorkbenchError
+from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import read_manifest
 from metahuman_lib.samples import SAMPLE_COLUMNS, read_samples_jsonl
@@ -306,3 +306,13 @@ def test_given_probe_is_never_trained_on(samples, strategy, seed, data):
     assert not set(selection.eval_recent["memory_id"]) & set(probe)
     assert selection.old_probe_memory_ids == tuple(sorted([*probe, "gone-memory"]))
     assert not selection.old_probe_created
+
+
+def test_a_run_folder_keeps_its_selection(tmp_path):
+    samples = make_samples(300)
+    strategy = Strategy(days_recent=30, old_samples=50)
+    first = write_selection(tmp_path, select(samples, strategy, NOW, 1))
+    again = write_selection(tmp_path, select(samples.iloc[::-1], strategy, NOW, 1))  # a resumed step
+    assert again["files"] == first["files"]
+    with pytest.raises(PipelineStepError, match=r"already holds a different selection \(dataset.jsonl differs\)"):
+        write_selection(tmp_path, select(samples, strategy, NOW, 2))
