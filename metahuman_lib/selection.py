@@ -108,7 +108,7 @@ class Selection:
         now: the reference time (UTC).
         seed: the seed used.
         cutoff: start of the recent window, ``None`` for a foundation run.
-        train: the samples to train on, sorted by timestamp then sample id.
+        train: the samples to train on, sorted by timestamp, memory id, then sample id.
         eval_recent: held-out recent samples.
         eval_old: the old probe's samples.
         counts: exact counts of every step.
@@ -242,7 +242,7 @@ def _canonical_order(stamps: np.ndarray, ids: pd.Series) -> np.ndarray:
     if tied.any():
         positions = np.flatnonzero(tied)
         block = pd.DataFrame({"stamp": sorted_stamps[positions],
-                              "id": ids.to_numpy(dtype=object)[order[positions]], "at": order[positions]})
+                              "id": ids.take(order[positions]).to_numpy(dtype=object), "at": order[positions]})
         order[positions] = block.sort_values(["stamp", "id"], kind="stable")["at"].to_numpy()
     return order
 
@@ -399,12 +399,14 @@ def _samples_of(pool: _Pool, memories: np.ndarray) -> pd.DataFrame:
     """The samples of the chosen memories, sorted by timestamp, memory id, then sample id."""
     rows = np.flatnonzero(memories[pool.sample_memory])
     member = pool.sample_memory[rows]
-    within = np.zeros(len(rows), dtype=np.int64)
     shared = pool.size[member] > 1
     if shared.any():  # several samples of one memory: order them by sample id
-        ids = pool.frame["sample_id"].to_numpy(dtype=object)[rows[shared]]
+        within = np.zeros(len(rows), dtype=np.int64)
+        ids = pool.frame["sample_id"].take(rows[shared]).to_numpy(dtype=object)
         within[shared] = pd.Series(ids).rank(method="first").to_numpy(dtype=np.int64)
-    order = np.lexsort((within, member, pool.timestamp_ns[member]))
+        order = np.lexsort((within, member))
+    else:
+        order = np.argsort(member, kind="stable")  # memory ranks already follow the timestamps
     return pool.frame.iloc[rows[order]].reset_index(drop=True)
 
 
