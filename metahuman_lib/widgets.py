@@ -71,8 +71,13 @@ def _coverage_traces(table: pd.DataFrame) -> list[go.Bar]:
     names = (("history", "whole history"), ("train_recent", "train: recent"),
              ("train_old", "train: old (replay)"), ("held_out", "held out (eval)"))
     colours = (_COLOURS["history"], _COLOURS["recent"], _COLOURS["old"], _COLOURS["held_out"])
-    return [go.Bar(x=table["month"], y=table[column], name=label, marker_color=colour)
+    return [go.Bar(x=_month_labels(table), y=table[column], name=label, marker_color=colour)
             for (column, label), colour in zip(names, colours)]
+
+
+def _month_labels(table: pd.DataFrame) -> list[str]:
+    """``2025-08`` -> ``Aug 2025``: labels plotly cannot mistake for dates, so each month is one bar group."""
+    return [pd.Timestamp(f"{month}-01").strftime("%b %Y") for month in table["month"]]
 
 
 def _coverage_title(table: pd.DataFrame) -> str:
@@ -89,7 +94,7 @@ def coverage_figure(table: pd.DataFrame) -> go.Figure:
 
 def _style(figure: go.Figure, title: str) -> None:
     figure.update_layout(title=title, barmode="group", height=360, margin={"l": 40, "r": 10, "t": 50, "b": 40},
-                         xaxis_title="month", yaxis_title="samples", legend_orientation="h",
+                         yaxis_title="samples", legend_orientation="h",
                          xaxis_type="category")
 
 
@@ -204,8 +209,9 @@ class SelectionControls(widgets.VBox):
         self.sampling = widgets.ToggleButtons(options=list(OLD_SAMPLING), value=strategy.old_sampling,
                                               description="old sampling")
         self.preview = widgets.HTML()
-        self.figure = go.FigureWidget()
         self.strategy, self.selection = strategy, None
+        # the chart is built with its first data and layout, so the axis type is fixed from the start
+        self.figure = go.FigureWidget(coverage_figure(self._recompute()))
         for control, css in ((self.days, "mh-days"), (self.old, "mh-old"), (self.mode, "mh-mode"),
                              (self.max, "mh-max"), (self.seed, "mh-seed"), (self.sampling, "mh-sampling"),
                              (self.foundation, "mh-foundation"), (self.preview, "mh-preview-box")):
@@ -215,7 +221,6 @@ class SelectionControls(widgets.VBox):
         chart.add_class("mh-coverage")
         super().__init__([self.foundation, self.days, self.old, self.mode, self.max, self.seed, self.sampling,
                           self.preview, chart])
-        self._changed()
 
     def current_strategy(self) -> Strategy:
         """The strategy the controls describe now."""
@@ -226,19 +231,21 @@ class SelectionControls(widgets.VBox):
             old_samples=int(self.old.value), mode=None if self.mode.value == _ALL_MODES else self.mode.value,
             max_samples=int(max_text) if max_text.isdigit() else None, old_sampling=self.sampling.value)
 
-    def _changed(self, _change: dict | None = None) -> None:
+    def _recompute(self) -> pd.DataFrame:
+        """Select for the current control values, refresh the preview, return the coverage table."""
         self.days.disabled = self.foundation.value
         self.strategy = self.current_strategy()
         self.selection = select(self._samples, self.strategy, self._now, int(self.seed.value),
                                 old_probe_ids=self._probe)
         self.preview.value = preview_html(self.selection)
-        table = coverage_table(self._samples, self.selection)
+        return coverage_table(self._samples, self.selection)
+
+    def _changed(self, _change: dict | None = None) -> None:
+        table = self._recompute()
         with self.figure.batch_update():
-            if not self.figure.data:
-                self.figure.add_traces(_coverage_traces(table))
             for trace, column in zip(self.figure.data, ("history", "train_recent", "train_old", "held_out")):
-                trace.x, trace.y = list(table["month"]), table[column].tolist()
-            _style(self.figure, _coverage_title(table))
+                trace.x, trace.y = _month_labels(table), table[column].tolist()
+            self.figure.layout.title.text = _coverage_title(table)
 
 
 def _history_days(samples: pd.DataFrame, now: datetime) -> int:
