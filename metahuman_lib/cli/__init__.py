@@ -67,3 +67,8 @@ app.command("load")(_data.load)
 from metahuman_lib.cli import curate as _curate  # noqa: E402
 
 app.command("curate")(_curate.curate)
+
+from metahuman_lib.cli import select as _select  # noqa: E402
+
+app.command("strategies")(_select.strategies)
+app.command("select")(_select.select)
