@@ -54,7 +54,7 @@ def test_notebook_is_committed_clean_with_parameters_first():
 @pytest.mark.slow
 def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
     output = tmp_path / "out.ipynb"
-    command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root),
+    command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root), "-p", "epochs", "1",
                "--cwd", str(tmp_path), "--execution-timeout", "300"]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo run folder lands in tmp_path
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=400)
@@ -68,11 +68,11 @@ def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
 
 
 def test_cli_train_cost(tmp_path, capsys):
+    from _helpers_training import END
+
     from metahuman_lib.cli import main
     from metahuman_lib.samples import write_samples_jsonl
     from metahuman_lib.training.tiny import demo_samples
-
-    from _helpers_training import END
 
     write_samples_jsonl(demo_samples(50, seed=1, end=END), tmp_path / "dataset.jsonl")
     write_train_config(tmp_path, TrainConfig(base_model="Qwen/Qwen3-14B"))

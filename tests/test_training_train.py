@@ -95,9 +95,9 @@ def test_same_seed_same_result(lora_run, tmp_path, model_dir):
 
 
 def test_other_seed_other_result(lora_run, tmp_path, model_dir):
-    make_run(tmp_path, model_dir, **{**BASE, "seed": 5, "probe_prompts": []})
+    make_run(tmp_path, model_dir, **{**BASE, "seed": 5, "probe_prompts": [], "max_steps": 2, "eval_train_samples": 4})
     train.run(tmp_path)
-    assert [r["loss"] for r in read_log(tmp_path)] != [r["loss"] for r in read_log(lora_run[0])]
+    assert [r["loss"] for r in read_log(tmp_path)] != [r["loss"] for r in read_log(lora_run[0])][:2]
 
 
 class Interrupted(Exception):

@@ -63,7 +63,7 @@ from metahuman_lib.cli import data as _data
 
 app.command("demo-profile")(_data.demo_profile)
 app.command("load")(_data.load)
-from metahuman_lib.cli import train as _train  # noqa: E402
+from metahuman_lib.cli import train as _train
 
 app.command("train")(_train.train)
 app.command("train-cost")(_train.train_cost)
