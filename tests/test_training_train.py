@@ -67,6 +67,8 @@ def test_run_writes_the_documented_files(lora_run):
     assert not (run_dir / ".scratch").exists()
     assert read_json(run_dir / "manifest.json")["training"]["output_weights_sha256"] == weights_sha256(
         run_dir / "output" / "adapter")
+    with pytest.raises(ConfigError, match=r"was already trained successfully; .* prepare a new run folder"):
+        train.run(run_dir)
     lines = (run_dir / "generations.jsonl").read_text().splitlines()
     assert len(lines) == 1 and '"prompt":"How are you feeling today?"' in lines[0]
 
@@ -233,3 +235,12 @@ def test_cost_projection_next_to_the_measured_run(lora_run, model_dir):
     assert frame.loc["dollars", "actual"] == 0.0
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert model_params_billions(str(model_dir)) == sum(p.numel() for p in model.parameters()) / 1e9
+
+
+def test_a_bad_config_is_recorded_in_the_status(tmp_path):
+    (tmp_path / "train_config.json").write_text('{"methd": "lora"}')
+    with pytest.raises(ConfigError, match=r"Unknown key 'methd' in the training block\. Did you mean: method\?"):
+        train.run(tmp_path)
+    status = read_status(tmp_path)
+    assert (status.state, status.phase) == ("failed", "loading")
+    assert status.error.startswith("Unknown key 'methd'")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import shutil
 import signal
@@ -32,7 +33,7 @@ from metahuman_lib.errors import ConfigError
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
 from metahuman_lib.training import data as tdata
 from metahuman_lib.training.config import TrainConfig, read_train_config
-from metahuman_lib.training.status import append_log, truncate_log, write_status
+from metahuman_lib.training.status import append_log, read_status, truncate_log, write_status
 
 SCRATCH_NAME = ".scratch"
 DATASET_NAME = "dataset.jsonl"
@@ -116,7 +117,15 @@ def run(run_dir: Path, *, on_step: Callable[[int], None] | None = None) -> dict[
     from metahuman_lib.training.modeling import resolve_precision
 
     run_dir = Path(run_dir).resolve()
-    config = read_train_config(run_dir)
+    if read_status(run_dir).state == "succeeded":
+        raise ConfigError(f"{run_dir} was already trained successfully; a finished run folder is never "
+                          "trained again: prepare a new run folder.")
+    try:
+        config = read_train_config(run_dir)
+    except ConfigError as exc:
+        if os.environ.get("RANK", "0") == "0":
+            write_status(run_dir, state="failed", phase="loading", error=str(exc))
+        raise
     precision = resolve_precision(config.precision)
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
     if config.method == "full" and precision == "bf16":
