@@ -80,3 +80,11 @@ def test_cli_train_cost(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("NVIDIA A100 80GB PCIe: ")
     assert main(["train-cost", str(tmp_path), "--gpu", "A100"]) == 2
     assert "Unknown GPU type 'A100' in the GPU prices file. Did you mean" in capsys.readouterr().err
+
+
+def test_cli_train_cancel_marks_a_run_that_is_not_running(tmp_path, capsys):
+    from metahuman_lib.cli import main
+
+    write_train_config(tmp_path, TrainConfig())
+    assert main(["train", str(tmp_path), "--cancel"]) == 0
+    assert capsys.readouterr().out.strip().endswith(": cancelled (cancelled) step 0/0")

@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -127,8 +128,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(lora_run, tmp_pa
 
 
 def test_lora_continues_the_parent_adapter(lora_run, tmp_path, model_dir):
-    parent_dir = lora_run[0] / "output" / "adapter"
-    parent = {"version": 1, "kind": "adapter", "path": str(parent_dir), "sha256": weights_sha256(parent_dir)}
+    parent_dir = tmp_path / "parent"  # shipped inside the run folder, named by a relative path
+    shutil.copytree(lora_run[0] / "output" / "adapter", parent_dir)
+    parent = {"version": 1, "kind": "adapter", "path": "parent", "sha256": weights_sha256(parent_dir)}
     make_run(tmp_path, model_dir, parent=parent, lora_r=16, lora_alpha=32, epochs=1)
     metrics = train.run(tmp_path)
     for name in ("eval_recent", "eval_old", "train_sample"):

@@ -175,8 +175,8 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
 
     main = accelerator.is_main_process
     set_seed(config.seed)
-    parent = parent_record(config)
-    tokenizer_source = config.parent.path if config.parent and config.parent.kind != "base" else config.base_model
+    parent = parent_record(config, run_dir)
+    tokenizer_source = parent["path"] if parent else config.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     template_source = tdata.ensure_chat_template(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
