@@ -246,3 +246,12 @@ def test_a_bad_config_is_recorded_in_the_status(tmp_path):
     status = read_status(tmp_path)
     assert (status.state, status.phase) == ("failed", "loading")
     assert status.error.startswith("Unknown key 'methd'")
+
+
+def test_bf16_then_fp32_runs_in_one_process(tmp_path, model_dir):
+    for name, precision, expected in (("bf16", "bf16", "bf16"), ("fp32", "fp32", "no")):
+        make_run(tmp_path / name, model_dir, precision=precision, max_steps=1, eval_train_samples=4)
+        train.run(tmp_path / name)
+        effective = read_json(tmp_path / name / "effective_config.json")
+        assert (effective["precision"], effective["mixed_precision"]) == (precision, expected)
+    assert read_json(tmp_path / "bf16" / "effective_config.json")["loaded"]["dtype"] == "bfloat16"

@@ -113,6 +113,7 @@ def run(run_dir: Path, *, on_step: Callable[[int], None] | None = None) -> dict[
             caller stop a run between steps, which is how the resume path is exercised.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from metahuman_lib.training.modeling import resolve_precision
 
@@ -130,6 +131,9 @@ def run(run_dir: Path, *, on_step: Callable[[int], None] | None = None) -> dict[
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
     if config.method == "full" and precision == "bf16":
         mixed = "no"  # full bf16 trains bf16 weights directly, no autocast needed
+    # accelerate keeps its settings in a process-wide singleton; several runs in one process (a
+    # benchmark comparing LoRA in bf16 autocast with a pure-bf16 full fine-tune) each need their own
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=mixed, cpu=_cpu_only())
     main = accelerator.is_main_process
     previous = signal.signal(signal.SIGTERM, _raise_cancelled) if main else None
