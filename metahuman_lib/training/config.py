@@ -82,7 +82,7 @@ class TrainConfig:
     max_steps: int | None = None
     logging_steps: int = 1
     checkpoint_every_steps: int = 50
-    eval_batch_size: int = 8
+    eval_batch_size: int = 4
     eval_train_samples: int = 64
     probe_prompts: tuple[str, ...] = ()
     probe_max_new_tokens: int = 64
@@ -126,7 +126,7 @@ class TrainConfig:
         return "adafactor" if self.method == "full" else "adamw"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         """Build a config from the ``training:`` block of a parameter set (or a JSON dict).
 
         Raises:
@@ -155,7 +155,7 @@ class TrainConfig:
         out["probe_prompts"] = list(self.probe_prompts)
         return out
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated like a new config)."""
         return dataclasses.replace(self, **changes)
 
