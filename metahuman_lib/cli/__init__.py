@@ -59,3 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import pods as _pods  # noqa: E402
+
+app.add_typer(_pods.app, name="pods")
