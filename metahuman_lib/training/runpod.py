@@ -304,19 +304,24 @@ class RunPodBackend:
         return conn
 
     def _remote_status(self, run_dir: Path, conn: SshConnection, state: Mapping[str, Any]) -> JobStatus:
+        """Read status.json and the trainer's /proc entry over SFTP (no shell: cheap to poll)."""
         base = _remote_base(self.config, run_dir.name)
         pid = state.get("trainer_pid")
-        script = (f"cat {shlex.quote(base + '/run/status.json')} 2>/dev/null; echo; "
-                  + (f"kill -0 {int(pid)} 2>/dev/null && echo ALIVE || echo DEAD" if pid else "echo NOPID"))
-        result = conn.retrying("Reading the trainer's status", lambda: conn.run(script, timeout_s=60))
-        lines = result.stdout.strip().splitlines()
-        liveness = lines[-1] if lines else "DEAD"
-        raw = "\n".join(lines[:-1]).strip()
-        data = _parse_status(raw)
+        raw, alive = conn.retrying("Reading the trainer's status",
+                                   lambda: (_read_remote(conn, f"{base}/run/status.json"),
+                                            _process_alive(conn, pid)))
+        data = _parse_status(raw) if raw is not None else None
         if data is not None:
             atomic_write_json(run_dir / "status.json", data)
         status = _job_status(data) if data else JobStatus(state="pending", phase=str(state.get("state", "")))
-        if not status.finished and liveness == "DEAD" and pid:
+        if not status.finished and pid and not alive:
+            # the trainer may have written its final status just before exiting: read once more
+            raw = conn.retrying("Reading the trainer's status",
+                                lambda: _read_remote(conn, f"{base}/run/status.json"))
+            data = _parse_status(raw) if raw is not None else None
+            if data is not None and _job_status(data).finished:
+                atomic_write_json(run_dir / "status.json", data)
+                return _job_status(data)
             return JobStatus(state="failed", phase=status.phase, step=status.step,
                              total_steps=status.total_steps,
                              error=f"the trainer process ({pid}) exited without a final status")
@@ -421,7 +426,9 @@ class RunPodBackend:
         base = _remote_base(self.config, run_dir.name)
         pid = state.get("trainer_pid")
         q = shlex.quote
-        kill = f"kill -TERM -- -{int(pid)} 2>/dev/null; sleep 1; kill -KILL -- -{int(pid)} 2>/dev/null; " if pid else ""
+        kill = (f"kill -TERM -- -{int(pid)} 2>/dev/null && for i in $(seq 50); do "
+                f"kill -0 -- -{int(pid)} 2>/dev/null || break; sleep 0.1; done; "
+                f"kill -KILL -- -{int(pid)} 2>/dev/null; ") if pid else ""
         command = f"{kill}rm -rf {q(base)}; test ! -e {q(base)} && echo DELETED"
         try:
             conn = self._connection(run_dir, state)
@@ -542,6 +549,23 @@ def _bytes_io(data: bytes) -> Any:
     import io
 
     return io.BytesIO(data)
+
+
+def _read_remote(conn: SshConnection, path: str) -> str | None:
+    """A small remote text file's content, or None when it does not exist (yet)."""
+    try:
+        with conn.sftp.open(path, "r") as handle:
+            return handle.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return None
+
+
+def _process_alive(conn: SshConnection, pid: int | None) -> bool:
+    """True while ``/proc/<pid>`` exists on the pod and the process is not a zombie."""
+    if not pid:
+        return False
+    stat = _read_remote(conn, f"/proc/{int(pid)}/stat")
+    return stat is not None and stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _parse_status(text: str) -> dict[str, Any] | None:

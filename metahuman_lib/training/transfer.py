@@ -263,6 +263,14 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, leave=False)
 
 
+def _exists(sftp: Any, remote_path: str) -> bool:
+    try:
+        sftp.stat(remote_path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _mkdirs(sftp: Any, remote_dir: str) -> None:
     path = PurePosixPath(remote_dir)
     for parent in [*reversed(path.parents), path]:
@@ -288,7 +296,8 @@ def upload_files(conn: SshConnection, files: dict[str, Path], remote_root: str, 
     with _progress_bar(total, "upload", progress) as bar:
 
         def attempt() -> None:
-            present = _manifest_once(conn, python, remote_root, sorted(files))
+            fresh = conn.drops == drops_before and not _exists(conn.sftp, remote_root)
+            present = {} if fresh else _manifest_once(conn, python, remote_root, sorted(files))
             missing = [rel for rel in sorted(files) if present.get(rel, {}).get("sha256") != expected[rel]]
             _put_all(conn, files, missing, remote_root, bar)
 
