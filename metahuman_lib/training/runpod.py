@@ -272,10 +272,37 @@ class RunPodBackend:
         code_root = Path(__file__).resolve().parents[1]
         files.update(tree_files(code_root, "code/metahuman_lib"))
         stats = upload_files(conn, files, base, python=self.config.python, progress=False)
+        base_model = remote_config.get("base_model")
+        if any(rel.startswith("base/") for rel in files):
+            self._link_base(run_dir, conn, str(base_model), f"{base}/base",
+                            {rel[len("base/"):]: path for rel, path in files.items() if rel.startswith("base/")})
         payload = json.dumps(remote_config, indent=2).encode()
         conn.retrying("Uploading train_config.json", lambda: conn.sftp.putfo(
             _bytes_io(payload), f"{base}/run/train_config.json", confirm=True))
         self._event(run_dir, "uploaded", files=stats.files, bytes=stats.bytes, drops=stats.drops)
+
+    def _link_base(self, run_dir: Path, conn: SshConnection, local_path: str, uploaded: str,
+                   files: dict[str, Path]) -> None:
+        """Make the local base model's path resolve on the pod too (a symlink to the upload).
+
+        The trainer and PEFT compare a parent adapter's ``base_model_name_or_path`` with
+        ``base_model``, and the new adapter records that string: keeping the same string on the
+        pod means adapters trained there load at home unchanged, and vice versa.
+        """
+        q = shlex.quote
+        out = conn.check(f"if [ -e {q(local_path)} ] || [ -L {q(local_path)} ]; then echo EXISTS; else "
+                         f"mkdir -p {q(str(PurePosixPath(local_path).parent))} && "
+                         f"ln -s {q(uploaded)} {q(local_path)} && echo LINKED; fi",
+                         what="Linking the base model on the pod").strip()
+        if out.endswith("LINKED"):
+            self._record(run_dir, base_link=local_path)
+            return
+        present = remote_manifest(conn, self.config.python, local_path, sorted(files))
+        from metahuman_lib._io import sha256_file
+
+        if any(present.get(rel, {}).get("sha256") != sha256_file(path) for rel, path in files.items()):
+            raise BackendError(f"{local_path} already exists on the pod with other content than the local "
+                               "base model; use a hub id as base_model or another local path.")
 
     def _start_trainer(self, run_dir: Path) -> None:
         base = _remote_base(self.config, run_dir.name)
@@ -372,6 +399,11 @@ class RunPodBackend:
         if status.state == "succeeded" and not any(rel.startswith("output/") for rel in manifest):
             raise BackendError("The trainer reported success but left no output/ folder on the pod.")
         stats = download_verified(conn, manifest, remote_run, run_dir, progress=progress)
+        pod_manifest = _parse_json(conn.retrying("Reading the pod's manifest",
+                                                 lambda: _read_remote(conn, f"{remote_run}/manifest.json")))
+        pod_training = (pod_manifest or {}).get("training") or {}
+        if status.state == "succeeded" and pod_training:
+            update_manifest(run_dir, lambda m: _merge_training(m, pod_training))
         self._record(run_dir, downloaded={rel: entry["sha256"] for rel, entry in manifest.items()})
         self._event(run_dir, "downloaded", files=stats.files, bytes=stats.bytes, drops=stats.drops,
                     trainer_state=status.state)
@@ -429,7 +461,9 @@ class RunPodBackend:
         kill = (f"kill -TERM -- -{int(pid)} 2>/dev/null && for i in $(seq 50); do "
                 f"kill -0 -- -{int(pid)} 2>/dev/null || break; sleep 0.1; done; "
                 f"kill -KILL -- -{int(pid)} 2>/dev/null; ") if pid else ""
-        command = f"{kill}rm -rf {q(base)}; test ! -e {q(base)} && echo DELETED"
+        link = state.get("base_link")
+        unlink = f"[ -L {q(link)} ] && rm -f {q(link)}; " if link else ""
+        command = f"{kill}{unlink}rm -rf {q(base)}; test ! -e {q(base)} && echo DELETED"
         try:
             conn = self._connection(run_dir, state)
             out = conn.check(command, what="Deleting the run's data on the pod", timeout_s=300)
@@ -515,9 +549,9 @@ def _remote_base(config: RunPodConfig, label: str) -> str:
 def _upload_plan(run_dir: Path, remote_base: str) -> tuple[dict[str, Path], dict[str, Any]]:
     """Files to send (``{remote relative path: local path}``) and the pod's train_config.json.
 
-    Local base models and parent weights go too, under ``base/`` and ``parent/``, and the
-    config sent to the pod points at them: building on the previous version really happens on
-    the pod (defect 8).
+    Local base models and parent weights go too, under ``base/`` and ``parent/``; the config sent
+    to the pod points at the uploaded parent, so building on the previous version really happens
+    on the pod (defect 8). A local base model keeps its path (see ``_link_base``).
     """
     files: dict[str, Path] = {}
     for path in sorted(run_dir.iterdir()):
@@ -531,13 +565,28 @@ def _upload_plan(run_dir: Path, remote_base: str) -> tuple[dict[str, Path], dict
     base = remote_config.get("base_model")
     if isinstance(base, str) and base and Path(base).expanduser().is_dir():
         files.update(tree_files(Path(base).expanduser(), "base"))
-        remote_config["base_model"] = f"{remote_base}/base"
     parent = remote_config.get("parent")
     if isinstance(parent, dict) and parent.get("path") and Path(parent["path"]).expanduser().is_dir():
         files.update(tree_files(Path(parent["path"]).expanduser(), "parent"))
         remote_config["parent"] = {**parent, "path": f"{remote_base}/parent"}
     files.pop("run/train_config.json", None)
     return files, remote_config
+
+
+def _parse_json(text: str | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _merge_training(manifest: dict[str, Any], pod_training: Mapping[str, Any]) -> None:
+    """Bring the trainer's record (what was loaded, output checksums) home beside ours."""
+    section = manifest.setdefault("training", {})
+    for key, value in pod_training.items():
+        if key not in ("runpod", "actual_cost"):
+            section[key] = value
 
 
 def _set_actual_cost(manifest: dict[str, Any], actual: dict[str, Any]) -> None:
