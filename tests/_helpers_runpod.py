@@ -45,7 +45,7 @@ class SshServer:
         self.client_key = self.folder / "id_ed25519"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "SshServer":
+    def start(self) -> SshServer:
         if not SSHD.exists():
             raise RuntimeError("OpenSSH server missing: run scripts/install-system-deps.sh "
                                "(Debian: apt-get install openssh-server).")
@@ -66,8 +66,9 @@ class SshServer:
         ]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation folder
-        self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
-                                        stdout=subprocess.DEVNULL, stderr=open(self.folder / "sshd.log", "wb"))
+        with open(self.folder / "sshd.log", "wb") as log:
+            self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
+                                            stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -100,7 +101,7 @@ class FlakyProxy:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
-    def start(self) -> "FlakyProxy":
+    def start(self) -> FlakyProxy:
         self._thread.start()
         return self
 
@@ -201,11 +202,11 @@ class FakeRunPodApi:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ server
-    def start(self) -> "FakeRunPodApi":
+    def start(self) -> FakeRunPodApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 api.requests_seen.append({"path": self.path, "body": body.decode()})
                 if self.headers.get("Authorization") != f"Bearer {api.api_key}":

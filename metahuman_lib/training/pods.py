@@ -97,7 +97,7 @@ class PodInfo:
         return bool(self.ssh_host and self.ssh_port)
 
     @classmethod
-    def from_api(cls, pod: Mapping[str, Any]) -> "PodInfo":
+    def from_api(cls, pod: Mapping[str, Any]) -> PodInfo:
         host, port = _public_ssh(pod.get("runtime") or {})
         machine = pod.get("machine") or {}
         cost = pod.get("costPerHr")
@@ -144,7 +144,7 @@ class PodApi:
             yield runpod
         except BackendError:
             raise
-        except Exception as exc:  # SDK, requests and GraphQL errors all land here
+        except Exception as exc:  # noqa: BLE001 - SDK, requests and GraphQL errors all land here
             message = self._key.scrub(f"{type(exc).__name__}: {exc}")
             raise BackendError(f"RunPod API call '{action}' failed: {message}") from None
 

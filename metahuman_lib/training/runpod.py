@@ -23,11 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
+from metahuman_lib._io import atomic_write_json, read_json
 from metahuman_lib.errors import BackendError
 from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.training.backend import JobStatus
@@ -65,11 +65,11 @@ _NOT_UPLOADED = {"output", "notebooks", "reports", "report.html", "status.json",
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class RunStopped(BackendError):

@@ -93,21 +93,21 @@ class RunPodConfig:
         _check_positive(self)
 
     @classmethod
-    def from_dict(cls, block: Mapping[str, Any] | None) -> "RunPodConfig":
+    def from_dict(cls, block: Mapping[str, Any] | None) -> RunPodConfig:
         """Build from the ``runpod:`` block; unknown keys raise with the closest known names."""
         block = dict(block or {})
         known = [f.name for f in fields(cls)]
         for key in block:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=3)
-                hint = f" Did you mean: {', '.join(close)}?" if close else ""
-                raise ConfigError(f"Unknown key 'runpod.{key}'.{hint} Known keys: {', '.join(known)}.")
+                hint = f"Did you mean: {', '.join(close)}?" if close else f"Known keys: {', '.join(known)}."
+                raise ConfigError(f"Unknown key 'runpod.{key}'. {hint}")
         for key in ("gpu_types", "cloud_types"):
             if key in block:
                 block[key] = _as_tuple(key, block[key])
         return cls(**block)
 
-    def with_overrides(self, **changes: Any) -> "RunPodConfig":
+    def with_overrides(self, **changes: Any) -> RunPodConfig:
         """A copy with some fields changed, validated like :meth:`from_dict`."""
         merged = {f.name: getattr(self, f.name) for f in fields(self)}
         merged.update(changes)

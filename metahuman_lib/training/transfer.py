@@ -8,6 +8,7 @@ the files not yet verified are sent again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import socket
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 
 from metahuman_lib._io import sha256_file
 from metahuman_lib.errors import BackendError, MissingExtraError
@@ -121,13 +122,11 @@ class SshConnection:
         """Close the connection (safe to call twice)."""
         for handle in (self._sftp, self._client):
             if handle is not None:
-                try:
+                with contextlib.suppress(Exception):  # a broken connection may fail to close
                     handle.close()
-                except Exception:  # noqa: BLE001 - closing a broken connection may fail; nothing to do
-                    pass
         self._client = self._sftp = None
 
-    def __enter__(self) -> "SshConnection":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -382,10 +381,11 @@ def _move_into_place(staging: Path, local_root: Path, manifest: dict[str, dict[s
 
 
 def tree_files(folder: Path, prefix: str) -> dict[str, Path]:
-    """``{prefix/relative path: file}`` for every file under ``folder``, skipping caches."""
+    """``{prefix/relative path: file}`` for every file under ``folder``, skipping caches and dot files."""
     folder = Path(folder)
     return {
         f"{prefix}/{path.relative_to(folder).as_posix()}": path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".")
+        if path.is_file() and not any(part.startswith(".") or part == "__pycache__"
+                                      for part in path.relative_to(folder).parts)
     }
