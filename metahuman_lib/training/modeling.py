@@ -104,15 +104,18 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
-def load_model(config: TrainConfig, precision: str) -> tuple[Any, dict[str, Any]]:
-    """The model this run trains (with a trainable adapter for LoRA), and a record of what was loaded."""
+def load_model(config: TrainConfig, precision: str, parent: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The model this run trains (with a trainable adapter for LoRA), and a record of what was loaded.
+
+    Args:
+        parent: the checked :func:`parent_record` of ``config.parent`` (None for a foundation run).
+    """
     try:
         import peft  # noqa: F401
         from transformers import AutoModelForCausalLM
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise MissingExtraError("train", exc.name or "transformers") from exc
 
-    parent = parent_record(config)
     dtype = model_dtype(config.method, precision)
     source = parent["path"] if parent and parent["kind"] == "model" else config.base_model
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
@@ -163,8 +166,10 @@ def save_output(model: Any, tokenizer: Any, run_dir: Path, method: str) -> Path:
     """
     out = Path(run_dir) / "output" / ("adapter" if method == "lora" else "model")
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    with _quiet_peft():
+        model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    (out / "README.md").unlink(missing_ok=True)  # peft's empty model card template
     return out
 
 

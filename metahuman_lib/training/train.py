@@ -162,10 +162,11 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer
 
-    from metahuman_lib.training.modeling import count_parameters, load_model
+    from metahuman_lib.training.modeling import count_parameters, load_model, parent_record
 
     main = accelerator.is_main_process
     set_seed(config.seed)
+    parent = parent_record(config)
     tokenizer_source = config.parent.path if config.parent and config.parent.kind != "base" else config.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     template_source = tdata.ensure_chat_template(tokenizer)
@@ -186,7 +187,7 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
                                                     min(config.eval_train_samples, len(train_examples)))
 
     _status(main, run_dir, phase="loading_model")
-    model, loaded = load_model(config, precision)
+    model, loaded = load_model(config, precision, parent)
     model.to(accelerator.device)
     trainable, total_params = count_parameters(model)
 
