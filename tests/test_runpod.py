@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from _helpers_runpod import FakeRunPodApi, FlakyProxy, SshServer
 
-from metahuman_lib._io import read_json
+from metahuman_lib._io import read_json, sha256_tree
 from metahuman_lib.errors import BackendError
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.backend import get_backend
@@ -73,7 +73,7 @@ def _config(sshd: SshServer, pod_dir: Path, **overrides):
 
 
 def _run_folder(root: Path, tiny, label: str = LABEL, *, long: bool = False, parent=None,
-                dataset: str | None = None) -> Path:
+                dataset: str | None = None, method: str = "lora") -> Path:
     """A prepared run folder: dataset, eval sets and train_config.json for the tiny model."""
     model, samples = tiny
     run = root / "profiles" / "demo" / "out" / "fine-tuned-models" / label[:10] / label
@@ -83,7 +83,7 @@ def _run_folder(root: Path, tiny, label: str = LABEL, *, long: bool = False, par
     write_samples_jsonl(samples.iloc[40:], run / "eval_old.jsonl")
     if dataset is not None:
         (run / "dataset.jsonl").write_text(dataset)
-    config = TrainConfig(base_model=str(model), parent=parent, batch_size=4, grad_accum=1,
+    config = TrainConfig(base_model=str(model), parent=parent, method=method, batch_size=4, grad_accum=1,
                          epochs=1000 if long else 1, max_steps=100_000 if long else 3,
                          max_seq_len=128, eval_batch_size=8, eval_train_samples=4,
                          checkpoint_every_steps=1000)
@@ -345,3 +345,28 @@ def test_terminate_that_never_works_says_how_to_reap(sshd, fake_api, pod_dir, tm
     section = _runpod_section(run)
     assert section["terminated"] is False and "Could not terminate" in section["terminate_error"]
     assert "terminate_failed" in _events(run)
+
+
+def test_full_fine_tune_keeps_the_checkpoint_on_the_network_volume(sshd, fake_api, pod_dir, tmp_path, tiny):
+    volume = tmp_path / "volume"
+    config = _config(sshd, pod_dir, network_volume_id="vol1", volume_mount_path=str(volume))
+    first = _run_folder(tmp_path / "root", tiny, method="full")
+    assert RunPodBackend(config).run(first, progress=False).state == "succeeded"
+
+    cached = volume / "metahuman" / "models" / sha256_tree(first / "output" / "model")
+    assert (cached / "model.safetensors").is_file()
+    create = next(m for m in fake_api.mutations if m.get("pod_id"))
+    assert create["network_volume_id"] == "vol1" and 'dataCenterId: "EU-RO-1"' in create["query"]
+
+    second = _run_folder(tmp_path / "root", tiny, label="2026-12-21-120000-abcdef", long=True, method="full",
+                         parent=ParentRef(version=1, path=str(first / "output" / "model"), kind="model"))
+    backend = RunPodBackend(config)
+    backend.launch(second)
+    backend.cancel(second)
+
+    on_volume = next(json.loads(line) for line in (second / EVENTS_NAME).read_text().splitlines()
+                     if '"parent_on_volume"' in line)
+    assert on_volume["path"] == str(cached) and on_volume["files"] > 2 and on_volume["sent"] == 0
+    assert sorted(p.name for p in volume.rglob("dataset.jsonl")) == []
+    assert cached.is_dir() and not any(pod_dir.iterdir())
+    _assert_all_terminated(fake_api)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from metahuman_lib._io import atomic_write_json, read_json
+from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
 from metahuman_lib.errors import BackendError
 from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.training.backend import JobStatus
@@ -271,15 +271,56 @@ class RunPodBackend:
         files, remote_config = _upload_plan(run_dir, base)
         code_root = Path(__file__).resolve().parents[1]
         files.update(tree_files(code_root, "code/metahuman_lib"))
+        self._upload_parent_to_volume(run_dir, conn, files, remote_config)
         stats = upload_files(conn, files, base, python=self.config.python, progress=False)
         base_model = remote_config.get("base_model")
         if any(rel.startswith("base/") for rel in files):
             self._link_base(run_dir, conn, str(base_model), f"{base}/base",
                             {rel[len("base/"):]: path for rel, path in files.items() if rel.startswith("base/")})
+        if isinstance(remote_config.get("parent"), dict):
+            remote_config["parent"].pop("local_path", None)
         payload = json.dumps(remote_config, indent=2).encode()
         conn.retrying("Uploading train_config.json", lambda: conn.sftp.putfo(
             _bytes_io(payload), f"{base}/run/train_config.json", confirm=True))
-        self._event(run_dir, "uploaded", files=stats.files, bytes=stats.bytes, drops=stats.drops)
+        self._event(run_dir, "uploaded", files=stats.files, sent=stats.sent, bytes=stats.bytes,
+                    drops=stats.drops)
+
+    def _upload_parent_to_volume(self, run_dir: Path, conn: SshConnection, files: dict[str, Path],
+                                 remote_config: dict[str, Any]) -> None:
+        """Full fine-tunes: keep the parent checkpoint on the network volume, keyed by checksum.
+
+        Only files the volume does not already hold (verified by sha256) are sent, so the month
+        after a RunPod run the parent is usually there already and nothing large is uploaded.
+        """
+        parent = remote_config.get("parent")
+        if not (self.config.network_volume_id and isinstance(parent, dict) and parent.get("kind") == "model"
+                and any(rel.startswith("parent/") for rel in files)):
+            return
+        local = Path(str(remote_config["parent"]["local_path"]))
+        key = sha256_tree(local)
+        target = _volume_models_dir(self.config) + f"/{key}"
+        parent_files = {rel[len("parent/"):]: files.pop(rel) for rel in list(files) if rel.startswith("parent/")}
+        stats = upload_files(conn, parent_files, target, python=self.config.python, progress=False)
+        remote_config["parent"] = {k: v for k, v in parent.items() if k != "local_path"} | {"path": target}
+        self._record(run_dir, volume_parent=target)
+        self._event(run_dir, "parent_on_volume", path=target, files=stats.files, sent=stats.sent)
+
+    def _keep_output_on_volume(self, run_dir: Path, conn: SshConnection) -> None:
+        """After a full fine-tune, copy the new model to the volume so next month starts from it."""
+        model = run_dir / "output" / "model"
+        if not (self.config.network_volume_id and model.is_dir()):
+            return
+        q = shlex.quote
+        models = _volume_models_dir(self.config)
+        target = f"{models}/{sha256_tree(model)}"
+        source = _remote_base(self.config, run_dir.name) + "/run/output/model"
+        keep = max(1, self.config.volume_keep_models)
+        conn.check(f"mkdir -p {q(models)} && rm -rf {q(target + '.tmp')} && cp -a {q(source)} {q(target + '.tmp')} "
+                   f"&& rm -rf {q(target)} && mv {q(target + '.tmp')} {q(target)} && touch {q(target)} && "
+                   f"cd {q(models)} && ls -1t | tail -n +{keep + 1} | xargs -r rm -rf --",
+                   what="Keeping the new model on the network volume", timeout_s=3600)
+        self._record(run_dir, volume_output=target)
+        self._event(run_dir, "output_on_volume", path=target)
 
     def _link_base(self, run_dir: Path, conn: SshConnection, local_path: str, uploaded: str,
                    files: dict[str, Path]) -> None:
@@ -404,6 +445,8 @@ class RunPodBackend:
         pod_training = (pod_manifest or {}).get("training") or {}
         if status.state == "succeeded" and pod_training:
             update_manifest(run_dir, lambda m: _merge_training(m, pod_training))
+        if status.state == "succeeded":
+            self._keep_output_on_volume(run_dir, conn)
         self._record(run_dir, downloaded={rel: entry["sha256"] for rel, entry in manifest.items()})
         self._event(run_dir, "downloaded", files=stats.files, bytes=stats.bytes, drops=stats.drops,
                     trainer_state=status.state)
@@ -542,6 +585,10 @@ def _public_key(config: RunPodConfig) -> str:
     return public.read_text(encoding="utf-8").strip()
 
 
+def _volume_models_dir(config: RunPodConfig) -> str:
+    return str(PurePosixPath(config.volume_mount_path) / "metahuman" / "models")
+
+
 def _remote_base(config: RunPodConfig, label: str) -> str:
     return str(PurePosixPath(config.remote_dir) / label)
 
@@ -568,7 +615,7 @@ def _upload_plan(run_dir: Path, remote_base: str) -> tuple[dict[str, Path], dict
     parent = remote_config.get("parent")
     if isinstance(parent, dict) and parent.get("path") and Path(parent["path"]).expanduser().is_dir():
         files.update(tree_files(Path(parent["path"]).expanduser(), "parent"))
-        remote_config["parent"] = {**parent, "path": f"{remote_base}/parent"}
+        remote_config["parent"] = {**parent, "path": f"{remote_base}/parent", "local_path": parent["path"]}
     files.pop("run/train_config.json", None)
     return files, remote_config
 
