@@ -22,6 +22,7 @@ from _helpers_runpod import FakeRunPodApi, FlakyProxy, SshServer
 
 from metahuman_lib._io import read_json, sha256_tree
 from metahuman_lib.errors import BackendError
+from metahuman_lib.runfolder import update_manifest
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.backend import get_backend
 from metahuman_lib.training.config import ParentRef, TrainConfig, write_train_config
@@ -195,6 +196,18 @@ def test_pod_creation_fails_everywhere(sshd, fake_api, pod_dir, tmp_path, tiny, 
     assert _runpod_section(run)["outcome"] == "pod_creation_failed"
     assert read_json(run / "status.json")["state"] == "failed"
     _assert_key_absent(fake_api, tmp_path, str(failure.value), *capsys.readouterr())
+
+
+def test_estimate_over_budget_rents_no_pod(sshd, fake_api, pod_dir, tmp_path, tiny):
+    run = _run_folder(tmp_path / "root", tiny)
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate={"gpu_hours": 6.5}))
+
+    with pytest.raises(BackendError, match=r"The run is estimated at 6.50 h, over the 4 h budget"):
+        RunPodBackend(_config(sshd, pod_dir)).run(run, progress=False)
+
+    assert fake_api.created_ids == [] and fake_api.mutations == []
+    assert _runpod_section(run)["outcome"] == "pod_creation_failed"
+    assert read_json(run / "status.json")["error"].startswith("The run is estimated at 6.50 h")
 
 
 def test_pod_without_public_ssh_is_terminated(sshd, fake_api, pod_dir, tmp_path, tiny):

@@ -213,7 +213,8 @@ class RunPodBackend:
         try:
             pod, attempts = create_pod_with_fallback(
                 self.api, self.config, name, {"PUBLIC_KEY": public_key},
-                on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud))
+                on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud),
+                estimate_hours=_estimated_hours(run_dir))
         except BackendError as exc:
             self._record(run_dir, state="failed", outcome="pod_creation_failed", error=str(exc))
             self._event(run_dir, "pod_creation_failed", error=str(exc))
@@ -566,6 +567,13 @@ def _require_inputs(run_dir: Path) -> None:
         if not (run_dir / name).is_file():
             raise BackendError(f"{run_dir} has no {name}: prepare the run folder (selection and "
                                "training launch) before sending it to RunPod.")
+
+
+def _estimated_hours(run_dir: Path) -> float | None:
+    """The cost model's projected GPU-hours (``manifest.training.estimate.gpu_hours``), if any."""
+    estimate = (read_manifest(run_dir).get("training") or {}).get("estimate") or {}
+    value = estimate.get("gpu_hours") if isinstance(estimate, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _username_of(run_dir: Path) -> str:
