@@ -172,7 +172,7 @@ def test_cli_without_key_is_one_clear_error(monkeypatch, tmp_path, capsys):
 
 def test_estimate_skips_pods_that_would_exceed_the_dollar_budget(fake_api):
     config = RunPodConfig(gpu_types=("NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe"), budget_usd=5.0)
-    pod, attempts = create_pod_with_fallback(PodApi(ApiKey(API_KEY)), config, "metahuman-u-r", {},
+    _pod, attempts = create_pod_with_fallback(PodApi(ApiKey(API_KEY)), config, "metahuman-u-r", {},
                                              on_created=lambda *_: None, estimate_hours=3.0)
     assert [(a.gpu_type, a.cloud_type, a.result) for a in attempts] == [
         ("NVIDIA H100 80GB HBM3", "COMMUNITY", "over_budget"),
