@@ -14,11 +14,11 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from _helpers_runpod import FakeRunPodApi, FlakyProxy, SshServer
+from _helpers_training import hand_samples, tiny_model
 
 from metahuman_lib._io import read_json, sha256_tree
 from metahuman_lib.errors import BackendError
@@ -28,7 +28,6 @@ from metahuman_lib.training.backend import get_backend
 from metahuman_lib.training.config import ParentRef, TrainConfig, write_train_config
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.runpod import EVENTS_NAME, RunPodBackend, RunStopped
-from metahuman_lib.training.tiny import build_tiny_model, demo_samples, sample_texts
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +44,8 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A tiny Qwen2-style model and demo samples: the real trainer runs on them in seconds."""
-    folder = tmp_path_factory.mktemp("tiny")
-    samples = demo_samples(48, seed=0, end=datetime(2026, 11, 1, tzinfo=UTC))
-    return build_tiny_model(folder / "model", sample_texts(samples)), samples
+    """The session's tiny Qwen2-style model and demo samples: the real trainer runs in seconds."""
+    return tiny_model(tmp_path_factory), hand_samples(48)
 
 
 @pytest.fixture
