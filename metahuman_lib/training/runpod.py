@@ -203,11 +203,11 @@ class RunPodBackend:
         previous = self._state(run_dir)
         history = list(previous.get("previous_pods") or [])
         if previous.get("pod_id"):
-            history.append({k: previous.get(k) for k in ("pod_id", "state", "cost_usd", "terminated")})
-        self._record(run_dir, state="creating", pod_id=None, terminated=False, error=None,
-                     previous_pods=history, trainer_pid=None, host_key=None, ssh_host=None,
-                     outcome=None, pod_name=name, budget_usd=self.config.budget_usd,
-                     budget_hours=self.config.budget_hours)
+            history.append({k: previous.get(k) for k in ("pod_id", "state", "outcome", "cost_usd", "terminated")})
+        fresh = {"state": "creating", "pod_id": None, "terminated": False, "outcome": None, "error": None,
+                 "pod_name": name, "budget_usd": self.config.budget_usd,
+                 "budget_hours": self.config.budget_hours, "previous_pods": history}
+        update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(runpod=fresh))
         self._event(run_dir, "creating_pod", name=name, gpu_types=list(self.config.gpu_types),
                     cloud_types=list(self.config.cloud_types))
         try:
@@ -220,8 +220,8 @@ class RunPodBackend:
             self._event(run_dir, "pod_creation_failed", error=str(exc))
             _write_status(run_dir, "failed", "runpod:create_pod", str(exc))
             raise
-        self._record(run_dir, attempts=[a.as_dict() for a in attempts])
         with self._guard(run_dir):
+            self._record(run_dir, attempts=[a.as_dict() for a in attempts])
             self._prepare_pod(run_dir, pod)
             self._start_trainer(run_dir)
             return self.poll(run_dir)
