@@ -220,6 +220,26 @@ def test_pod_without_public_ssh_is_terminated(sshd, fake_api, pod_dir, tmp_path,
     assert section["outcome"] == "failed" and section["remote_data"] == "no_connection_made"
 
 
+def test_relaunch_after_a_failure_or_a_vanished_pod_rents_a_new_one(sshd, fake_api, pod_dir, tmp_path, tiny):
+    fake_api.ready_after_polls = -1
+    run = _run_folder(tmp_path / "root", tiny)
+    backend = RunPodBackend(_config(sshd, pod_dir, ready_timeout_s=0.1))
+    assert backend.poll(run).state == "pending"
+    for _ in range(2):
+        with pytest.raises(BackendError, match=r"had no public SSH port"):
+            backend.run(run, progress=False)
+    assert [p["pod_id"] for p in _runpod_section(run)["previous_pods"]] == ["pod0001"]
+
+    update_manifest(run, lambda m: m["training"]["runpod"].update(pod_id="pod-gone", terminated=False))
+    with pytest.raises(BackendError, match=r"had no public SSH port"):
+        backend.run(run, progress=False)
+
+    assert "pod_vanished" in _events(run)
+    assert [p["state"] for p in _runpod_section(run)["previous_pods"]] == ["failed", "lost"]
+    assert fake_api.created_ids == ["pod0001", "pod0002", "pod0003"]
+    _assert_all_terminated(fake_api)
+
+
 def test_transfer_cut_midway_is_retried_then_cancel_terminates(sshd, fake_api, pod_dir, tmp_path, tiny):
     proxy = FlakyProxy(sshd.port, cut_after=150_000, cuts=1).start()
     fake_api.ssh_port = proxy.port
