@@ -350,9 +350,9 @@ class RunPodBackend:
         base = _remote_base(self.config, run_dir.name)
         conn = self._connection(run_dir, self._state(run_dir))
         q = shlex.quote
+        trainer = " ".join(q(part) for part in trainer_command(self.config, run_dir, base + "/run"))
         command = (
-            f"cd {q(base)} || exit 1; PYTHONPATH={q(base + '/code')} setsid nohup "
-            f"{q(self.config.python)} -m {q(self.config.trainer_module)} {q(base + '/run')} "
+            f"cd {q(base)} || exit 1; PYTHONPATH={q(base + '/code')} setsid nohup {trainer} "
             f"> {q(base + '/run/' + TRAINER_LOG_NAME)} 2>&1 < /dev/null & echo $!"
         )
         pid = int(conn.check(command, what="Starting the trainer").strip().splitlines()[-1])
@@ -567,6 +567,23 @@ def _require_inputs(run_dir: Path) -> None:
         if not (run_dir / name).is_file():
             raise BackendError(f"{run_dir} has no {name}: prepare the run folder (selection and "
                                "training launch) before sending it to RunPod.")
+
+
+def trainer_command(config: RunPodConfig, run_dir: Path, remote_run: str) -> list[str]:
+    """The trainer's command line on the pod: one process per GPU, as the local backend does.
+
+    One GPU runs the module directly; several run it under ``torch.distributed.run`` (DDP), or
+    under ``accelerate launch --use_fsdp`` when the run's config asks for FSDP (full fine-tunes
+    too large for one GPU), so a bigger pod needs no code change.
+    """
+    module = ["-m", config.trainer_module, remote_run]
+    if config.gpu_count <= 1:
+        return [config.python, *module]
+    if read_json(run_dir / "train_config.json").get("distributed") == "fsdp":
+        return [config.python, "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes",
+                str(config.gpu_count), "--num_machines", "1", *module]
+    return [config.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            str(config.gpu_count), *module]
 
 
 def _estimated_hours(run_dir: Path) -> float | None:
