@@ -333,8 +333,8 @@ def test_interrupt_during_training_terminates(sshd, fake_api, pod_dir, tmp_path,
 
 
 @pytest.mark.parametrize("limits, message", [
-    ({"budget_hours": 0.002}, r"Budget exceeded: the pod has run 0\.00\d\d h, over the 0.002 h cap"),
-    ({"budget_usd": 8.0}, r"Budget exceeded: \$\d+\.\d\d spent, over the \$8.00 cap"),
+    ({"budget_hours": 0.003, "budget_usd": 1000.0}, r"Budget exceeded: the pod has run 0\.00\d\d h, over the 0.003 h cap"),
+    ({"budget_usd": 11.0}, r"Budget exceeded: \$\d+\.\d\d spent, over the \$11.00 cap"),
 ])
 def test_budget_exceeded_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path, tiny, limits, message):
     fake_api.cost_per_hr = 3600.0  # a dollar a second, so a small budget runs out mid-training
@@ -346,7 +346,7 @@ def test_budget_exceeded_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path,
     section = _runpod_section(run)
     assert section["outcome"] == "budget_exceeded"
     assert "trainer_started" in _events(run)
-    assert section["cost_usd"] >= 7.0 and section["hourly_usd"] == 3600.0
+    assert section["cost_usd"] >= 10.0 and section["hourly_usd"] == 3600.0
     _assert_trainer_gone(run)
     _assert_all_terminated(fake_api)
 
