@@ -158,6 +158,7 @@ def test_two_runs_reattach_then_build_on_the_first_adapter(sshd, fake_api, pod_d
     actual = manifest["training"]["actual_cost"]
     assert actual["hourly_usd"] == 1.89 and actual["usd"] == pytest.approx(1.89 * actual["billed_s"] / 3600, abs=1e-4)
     assert manifest["training"]["output_weights_sha256"] == weights_sha256(first / "output" / "adapter")
+    assert manifest["training"]["output_sha256"] == sha256_tree(first / "output" / "adapter")
     create = next(m for m in fake_api.mutations if m.get("pod_id"))
     assert create["name"] == f"metahuman-demo-{LABEL}"
     assert create["ports"] == "22/tcp" and create["support_public_ip"] is True
