@@ -198,7 +198,8 @@ def test_pod_creation_fails_everywhere(sshd, fake_api, pod_dir, tmp_path, tiny, 
 
 def test_estimate_over_budget_rents_no_pod(sshd, fake_api, pod_dir, tmp_path, tiny):
     run = _run_folder(tmp_path / "root", tiny)
-    update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate={"gpu_hours": 6.5}))
+    estimate = {"gpu": "NVIDIA A100 80GB PCIe", "hours": 6.5, "dollars": 12.29}  # cost.CostEstimate.as_dict()
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate=estimate))
 
     with pytest.raises(BackendError, match=r"The run is estimated at 6.50 h, over the 4 h budget"):
         RunPodBackend(_config(sshd, pod_dir)).run(run, progress=False)

@@ -587,9 +587,15 @@ def trainer_command(config: RunPodConfig, run_dir: Path, remote_run: str) -> lis
 
 
 def _estimated_hours(run_dir: Path) -> float | None:
-    """The cost model's projected GPU-hours (``manifest.training.estimate.gpu_hours``), if any."""
+    """The cost model's projected hours, if the run records one.
+
+    Read from ``manifest.training.estimate``: ``hours`` (``cost.CostEstimate.as_dict()``, which
+    includes evaluation and start-up overhead) or ``gpu_hours``.
+    """
     estimate = (read_manifest(run_dir).get("training") or {}).get("estimate") or {}
-    value = estimate.get("gpu_hours") if isinstance(estimate, dict) else None
+    if not isinstance(estimate, dict):
+        return None
+    value = estimate.get("hours", estimate.get("gpu_hours"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
