@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from _helpers_training import make_run, tiny_model
 from safetensors.torch import load_file
 
 from metahuman_lib._io import read_json
@@ -13,8 +14,6 @@ from metahuman_lib.training import train
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.scoring import summarize
 from metahuman_lib.training.status import read_log, read_status
-
-from _helpers_training import make_run, tiny_model
 
 pytestmark = pytest.mark.slow
 BASE = {"epochs": 2, "lora_dropout": 0.1, "probe_prompts": ["How are you feeling today?"],
@@ -186,7 +185,7 @@ def test_two_processes_over_gloo_match_one_process(tmp_path, model_dir):
     train.run(single)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "metahuman_lib.training.train", str(ddp)]
-    done = subprocess.run(command, env=dict(os.environ), capture_output=True, text=True, timeout=240)
+    done = subprocess.run(command, check=False, env=dict(os.environ), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     devices = read_json(ddp / "effective_config.json")["devices"]
     assert (devices["num_processes"], devices["distributed_type"]) == (2, "MULTI_CPU")
@@ -219,3 +218,18 @@ def test_plan_steps(batches, accum, epochs, max_steps, expected):
 @pytest.mark.parametrize(("total", "ratio", "expected"), [(30, 0.05, 2), (30, 0.0, 0), (1000, 0.03, 30), (3, 0.5, 2)])
 def test_warmup_is_a_ratio_of_real_steps(total, ratio, expected):
     assert train.warmup_steps(total, ratio) == expected
+
+
+def test_cost_projection_next_to_the_measured_run(lora_run, model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from metahuman_lib.training.cost import compare_with_actual, model_params_billions
+
+    frame = compare_with_actual(lora_run[0]).set_index("measure")
+    assert compare_with_actual(lora_run[0]).attrs["gpu"] == "cpu"
+    assert frame.loc["steps", "actual"] == lora_run[1]["train"]["steps"]
+    assert frame.loc["tokens", "actual"] == lora_run[1]["train"]["tokens_seen"]
+    assert 0.3 < frame.loc["tokens", "ratio"] < 3 and 0.3 < frame.loc["steps", "ratio"] < 3
+    assert frame.loc["dollars", "actual"] == 0.0
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert model_params_billions(str(model_dir)) == sum(p.numel() for p in model.parameters()) / 1e9

@@ -47,18 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:  # usage errors: click's, or the click that typer >= 0.20 vendors
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         raise
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import data as _data
+
+app.command("demo-profile")(_data.demo_profile)
+app.command("load")(_data.load)
+from metahuman_lib.cli import train as _train  # noqa: E402
+
+app.command("train")(_train.train)
+app.command("train-cost")(_train.train_cost)
 
 from metahuman_lib.cli import pods as _pods  # noqa: E402
 

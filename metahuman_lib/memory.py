@@ -1,0 +1,530 @@
+"""Read every episodic memory of a MetaHuman OS profile into one table.
+
+The loader walks ``profiles/<user>/memory/episodic/`` recursively (date folders and category
+folders alike), parses each ``*.json`` file and returns a pandas DataFrame with one row per
+readable memory (the columns are the memories-table contract in ``docs/architecture.md``) plus a
+:class:`LoadReport` that lists every file it skipped with a fixed snake_case reason. One bad file
+never stops the load (MetaHuman OS crashed on a missing ``type`` or a numeric ``response``).
+
+Speed matters because a profile grows by thousands of files a month: the walk uses
+``os.scandir``, files are read with raw ``os.read`` calls and parsed with orjson, and the
+columns are built as plain lists that become a DataFrame once at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from metahuman_lib.profile import Profile
+
+DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
+"""Files above this size are skipped (``too_large``): a memory's content is capped at 50,000
+characters by MetaHuman OS, so anything this big is not a memory written by it."""
+
+DEFAULT_TYPE = "observation"
+DEFAULT_IMPORTANCE = 0.5
+MODES: tuple[str, ...] = ("dual", "emulation", "agent")
+
+TYPE_MODES: dict[str, str] = {
+    "inner_dialogue": "dual",
+    "reflection": "dual",
+    "dream": "dual",
+    "daydream": "dual",
+    "conversation": "emulation",
+    "chat": "emulation",
+    "observation": "emulation",
+    "journal": "emulation",
+    "action": "agent",
+    "task": "agent",
+    "tool_use": "agent",
+    "tool_invocation": "agent",
+}
+"""The mode of a memory whose ``metadata.cognitiveMode`` is not dual/emulation/agent (spec
+section 2); every other type is ``emulation``."""
+
+MEMORY_COLUMNS: tuple[str, ...] = (
+    "id",
+    "timestamp",
+    "type",
+    "mode",
+    "mode_source",
+    "content",
+    "response",
+    "tags",
+    "entities",
+    "importance",
+    "user_id",
+    "metadata",
+    "category",
+    "path",
+)
+
+SKIP_REASONS: dict[str, str] = {
+    "encrypted": "an encrypted .json.enc memory; it cannot be read without the key",
+    "not_memory_file": "a file that is neither *.json nor *.json.enc",
+    "symlink_outside_profile": "a symbolic link that leads outside the profile folder",
+    "unreadable": "the file could not be opened or read (permissions, broken link, I/O error)",
+    "too_large": "the file is larger than the size limit",
+    "not_utf8": "the bytes are not valid UTF-8",
+    "invalid_json": "the text is not valid JSON (including an empty file)",
+    "not_object": "the JSON value is not an object (an array, a number, a string, null)",
+    "missing_id": "no string id in the file and none in the file name",
+    "missing_timestamp": "no timestamp field",
+    "bad_timestamp": "the timestamp is not an ISO 8601 date-time string",
+    "wrong_field_type": "a field has the wrong JSON type (e.g. a number as response)",
+    "empty_content": "content is missing or only whitespace",
+    "duplicate_id": "another file already had this id (the first one in path order is kept)",
+}
+"""Every reason a file can be skipped for, with what it means (see docs/memory-format.md)."""
+
+_MIN_TS = datetime(1678, 1, 1, tzinfo=UTC)  # datetime64[ns] range
+_MAX_TS = datetime(2261, 12, 31, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """One file the loader did not turn into a row.
+
+    Attributes:
+        path: the path relative to the episodic folder (POSIX separators).
+        reason: one of :data:`SKIP_REASONS`.
+        detail: a short human explanation (the bad field, the parse error, the kept duplicate).
+    """
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load saw: counts and every skipped file with its reason.
+
+    Attributes:
+        episodic_dir: the folder that was walked.
+        files_seen: every file (and escaping link) the walk met.
+        loaded: rows in the memories table.
+        skipped: the files that were not loaded, in path order.
+    """
+
+    episodic_dir: Path
+    files_seen: int
+    loaded: int
+    skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+
+    @property
+    def encrypted(self) -> int:
+        """How many encrypted ``.json.enc`` memories were counted (and not read)."""
+        return sum(1 for item in self.skipped if item.reason == "encrypted")
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """Skipped files per reason, most frequent first (ties by name)."""
+        counts = Counter(item.reason for item in self.skipped)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The skipped files as a table with columns ``path``, ``reason``, ``detail``."""
+        return pd.DataFrame(
+            {
+                "path": [item.path for item in self.skipped],
+                "reason": [item.reason for item in self.skipped],
+                "detail": [item.detail for item in self.skipped],
+            }
+        )
+
+
+def memory_mode(memory_type: str, metadata: dict[str, Any]) -> tuple[str, str]:
+    """The cognitive mode of a memory and where it came from (``metadata`` or ``type``).
+
+    ``metadata.cognitiveMode`` wins when it is dual, emulation or agent (``environment`` and
+    anything else fall back to the type table, spec section 2).
+    """
+    declared = metadata.get("cognitiveMode")
+    if declared in MODES:
+        return declared, "metadata"
+    return TYPE_MODES.get(memory_type, "emulation"), "type"
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse an ISO 8601 timestamp to an aware UTC datetime; None when it is not one.
+
+    A timestamp without an offset is taken as UTC (MetaHuman OS writes ``toISOString()``).
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    else:
+        parsed = parsed.astimezone(UTC)
+    if not _MIN_TS <= parsed <= _MAX_TS:
+        return None
+    return parsed
+
+
+_STR_COLUMNS = frozenset({"id", "type", "mode", "mode_source", "content", "path"})
+_NUMBER_TYPES = (int, float)
+_IS_STR = str.__instancecheck__
+_MODE_SET = frozenset(MODES)
+_MIN_SECONDS = _MIN_TS.timestamp()
+_MAX_SECONDS = _MAX_TS.timestamp()
+
+Row = tuple[Any, ...]
+"""One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
+
+
+_SORT_KEY = itemgetter(1, 0)
+_FIRST_READ = 1 << 16
+
+
+class _Skip(Exception):
+    """Raised inside one file's checks; carries the skip reason and a detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _frame(rows: list[Row]) -> pd.DataFrame:
+    """The memories table from row tuples (sorted in place by time, then id), one typed column
+    at a time."""
+    rows.sort(key=_SORT_KEY)
+    data: dict[str, Any] = {}
+    for index, name in enumerate(MEMORY_COLUMNS):
+        values = list(map(itemgetter(index), rows))
+        if name == "timestamp":
+            micros = np.array(values, dtype="int64").astype("datetime64[us]")
+            data[name] = pd.DatetimeIndex(micros).tz_localize("UTC").as_unit("ns")
+        elif name == "importance":
+            data[name] = np.array(values, dtype="float64")
+        elif name in _STR_COLUMNS:
+            data[name] = pd.Series(values, dtype="str")
+        else:
+            data[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
+
+
+def _is_str_list(value: Any) -> bool:
+    return type(value) is list and all(map(_IS_STR, value))
+
+
+def _utc_micros(value: Any) -> int | None:
+    """UTC microseconds since the epoch of an ISO 8601 timestamp; None when it is not one."""
+    if type(value) is not str or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    seconds = parsed.timestamp()
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        return None
+    return round(seconds * 1_000_000)
+
+
+def _fast_row(obj: dict[str, Any], rel: str, category: str | None) -> Row | None:
+    """The row of a well-formed memory, or None when anything needs a closer look.
+
+    This is the hot path of a load: one ``get`` per field, exact type checks (orjson only
+    makes exact ``str``/``list``/``dict``/``int``/``float``) and no helper calls that a
+    100k-file load would pay for. :func:`_validate` explains failures.
+    """
+    get = obj.get
+    memory_id, content, memory_type = get("id"), get("content"), get("type")
+    response, metadata, tags, entities = get("response"), get("metadata"), get("tags"), get("entities")
+    importance, user_id = get("importance"), get("userId")
+    if not (type(memory_id) is str and memory_id
+            and type(content) is str and content and not content.isspace()
+            and (memory_type is None or type(memory_type) is str)
+            and (response is None or type(response) is str)
+            and (metadata is None or type(metadata) is dict)
+            and (tags is None or (type(tags) is list and all(map(_IS_STR, tags))))
+            and (entities is None or (type(entities) is list and all(map(_IS_STR, entities))))
+            and (importance is None or type(importance) in _NUMBER_TYPES)
+            and (user_id is None or type(user_id) is str)):
+        return None
+    micros = _utc_micros(get("timestamp"))
+    if micros is None:
+        return None
+    memory_type = memory_type or DEFAULT_TYPE
+    declared = metadata.get("cognitiveMode") if metadata else None
+    if declared in _MODE_SET:
+        mode, source = declared, "metadata"
+    else:
+        mode, source = TYPE_MODES.get(memory_type, "emulation"), "type"
+    return (memory_id, micros, memory_type, mode, source, content, response, tags or [],
+            entities or [], DEFAULT_IMPORTANCE if importance is None else float(importance),
+            user_id, metadata or {}, category, rel)
+
+
+def _wrong_type(name: str, expected: str, value: Any) -> _Skip:
+    return _Skip("wrong_field_type", f"'{name}' must be {expected}, got {type(value).__name__}")
+
+
+def _optional(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], expected: str) -> Any:
+    """The field's value when absent/null or of the right JSON type; raise otherwise."""
+    value = obj.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise _wrong_type(name, expected, value)
+    return value
+
+
+def _memory_id(obj: dict[str, Any], name: str) -> str:
+    """The ``id`` field, or the ``evt-<digits>`` prefix of the file name when it is absent."""
+    memory_id = obj.get("id")
+    if memory_id is None:
+        if name.startswith("evt-") and name[4:19].isdigit():
+            return name[:19]
+        raise _Skip("missing_id", "no 'id' field and the file name does not start with evt-<digits>")
+    if not isinstance(memory_id, str) or not memory_id:
+        raise _wrong_type("id", "a non-empty string", memory_id)
+    return memory_id
+
+
+def _timestamp(obj: dict[str, Any]) -> datetime:
+    raw = obj.get("timestamp")
+    if raw is None:
+        raise _Skip("missing_timestamp", "no 'timestamp' field")
+    stamp = parse_timestamp(raw)
+    if stamp is None:
+        raise _Skip("bad_timestamp", f"'timestamp' is not an ISO 8601 date-time: {str(raw)[:40]!r}")
+    return stamp
+
+
+def _validate(obj: dict[str, Any], rel: str, category: str | None) -> Row:
+    """The row of a memory the fast path refused, or :class:`_Skip` with the first problem.
+
+    Checks run in a fixed order (id, timestamp, field types, content) so a file with several
+    problems always gets the same reason. A missing id is taken from the file name.
+    """
+    memory_id = _memory_id(obj, rel.rsplit("/", 1)[-1])
+    stamp = _timestamp(obj)
+    content = _optional(obj, "content", str, "a string")
+    memory_type = _optional(obj, "type", str, "a string") or DEFAULT_TYPE
+    response = _optional(obj, "response", str, "a string")
+    lists = []
+    for field_name in ("tags", "entities"):
+        value = obj.get(field_name)
+        if value is not None and not _is_str_list(value):
+            raise _Skip("wrong_field_type", f"'{field_name}' must be a list of strings")
+        lists.append(value or [])
+    importance = _optional(obj, "importance", _NUMBER_TYPES, "a number")
+    user_id = _optional(obj, "userId", str, "a string")
+    metadata = _optional(obj, "metadata", dict, "an object") or {}
+    if content is None or not content.strip():
+        raise _Skip("empty_content", "'content' is missing or blank")
+    mode, source = memory_mode(memory_type, metadata)
+    return (memory_id, round(stamp.timestamp() * 1_000_000), memory_type, mode, source, content, response, lists[0],
+            lists[1], DEFAULT_IMPORTANCE if importance is None else float(importance),
+            user_id, metadata, category, rel)
+
+
+def _read_limited(path: str, max_file_bytes: int) -> bytes | None:
+    """The file's bytes, or None when it is larger than ``max_file_bytes``.
+
+    Raw ``os.open``/``os.read`` avoid the buffered-file overhead of ``open()``. A memory is
+    almost always smaller than the first read, and a short read of a regular file means its
+    end was reached, so most files cost three system calls (no ``fstat``).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        first = min(_FIRST_READ, max_file_bytes + 1)
+        data = os.read(fd, first)
+        if len(data) < first:
+            return data
+        if os.fstat(fd).st_size > max_file_bytes:
+            return None
+        chunks = [data]
+        total = len(data)
+        while total <= max_file_bytes:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return None if total > max_file_bytes else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _decode_problem(data: bytes, exc: Exception) -> _Skip:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return _Skip("not_utf8", f"invalid UTF-8 at byte {bad.start}")
+    return _Skip("invalid_json", str(exc).split("\n", 1)[0][:120])
+
+
+def _parse_file(path: str, rel: str, category: str | None, max_file_bytes: int) -> Row:
+    """Read, parse and check one ``*.json`` file; raise :class:`_Skip` when it is bad."""
+    try:
+        data = _read_limited(path, max_file_bytes)
+    except OSError as exc:
+        raise _Skip("unreadable", exc.strerror or type(exc).__name__) from exc
+    if data is None:
+        raise _Skip("too_large", f"larger than {max_file_bytes} bytes")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _decode_problem(data, exc) from exc
+    if type(obj) is not dict:
+        raise _Skip("not_object", f"the JSON value is a {type(obj).__name__}")
+    return _fast_row(obj, rel, category) or _validate(obj, rel, category)
+
+
+class _Walk:
+    """The episodic tree in path order: memory files to read, and files skipped on sight."""
+
+    def __init__(self, base: str, profile_dir: str) -> None:
+        self.profile_real = os.path.realpath(profile_dir)
+        self.visited = {os.path.realpath(base)}
+        self.files: list[tuple[str, str, str | None]] = []
+        self.skipped: list[SkippedFile] = []
+        self.files_seen = 0
+
+    def walk(self, folder: str, rel_prefix: str, category: str | None) -> None:
+        with os.scandir(folder) as iterator:
+            entries = sorted(iterator, key=lambda entry: entry.name)
+        for entry in entries:
+            rel = rel_prefix + entry.name
+            if entry.is_symlink():
+                self._follow_link(entry, rel, rel_prefix, category)
+            elif entry.is_dir(follow_symlinks=False):
+                self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
+            else:
+                self._file(entry.path, entry.name, rel, category)
+
+    def _follow_link(self, entry: os.DirEntry[str], rel: str, rel_prefix: str,
+                     category: str | None) -> None:
+        target = os.path.realpath(entry.path)
+        if not (target == self.profile_real or target.startswith(self.profile_real + os.sep)):
+            self.files_seen += 1
+            self.skipped.append(SkippedFile(rel, "symlink_outside_profile", f"links to {target}"))
+        elif os.path.isdir(target):
+            if target not in self.visited:  # a link to a folder already walked would loop
+                self.visited.add(target)
+                self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
+        else:
+            self._file(entry.path, entry.name, rel, category)
+
+    def _file(self, path: str, name: str, rel: str, category: str | None) -> None:
+        self.files_seen += 1
+        if name.endswith(".json"):
+            self.files.append((path, rel, category))
+        elif name.endswith(".json.enc"):
+            self.skipped.append(SkippedFile(rel, "encrypted",
+                                            "encrypted memory (AES-256); no key to read it"))
+        else:
+            self.skipped.append(SkippedFile(rel, "not_memory_file", "not a *.json or *.json.enc file"))
+
+
+def _category(rel_prefix: str, name: str, category: str | None) -> str | None:
+    """A top-level folder that is not a year (``reflections``, ``dreams``, ...) is a category."""
+    if rel_prefix == "" and not (len(name) == 4 and name.isdigit()):
+        return name
+    return category
+
+
+def load_memories(
+    profile: Profile, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Load every memory of ``profile`` into the memories table.
+
+    Args:
+        profile: the profile to read; its episodic folder must exist.
+        max_file_bytes: files larger than this are skipped as ``too_large``.
+
+    Returns:
+        The memories table (columns :data:`MEMORY_COLUMNS`, sorted by timestamp then id) and a
+        :class:`LoadReport` naming every skipped file and its reason. When two files share an
+        id, the first in path order is kept and the other is skipped as ``duplicate_id``.
+
+    Raises:
+        ProfileError: the profile's episodic folder does not exist (one line naming it).
+    """
+    profile.require_exists()
+    walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
+    walk.walk(str(profile.episodic_dir), "", None)
+    rows: list[Row] = []
+    skipped = walk.skipped
+    first_path: dict[str, str] = {}
+    for path, rel, category in walk.files:
+        try:
+            row = _parse_file(path, rel, category, max_file_bytes)
+        except _Skip as problem:
+            skipped.append(SkippedFile(rel, problem.reason, problem.detail))
+            continue
+        kept = first_path.setdefault(row[0], rel)
+        if kept != rel:
+            skipped.append(SkippedFile(rel, "duplicate_id", f"id {row[0]!r} already loaded from {kept}"))
+            continue
+        rows.append(row)
+    frame = _frame(rows)
+    report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
+                        tuple(sorted(skipped, key=lambda item: item.path)))
+    return frame, report
+
+
+@dataclass(frozen=True)
+class MemorySummary:
+    """Counts that describe a loaded profile (what ``metahuman load`` prints).
+
+    Attributes:
+        total: memories loaded.
+        first, last: the oldest and newest timestamp (None when empty).
+        by_type, by_mode, by_month, by_category: memories per value, largest first
+            (``by_month`` in calendar order, UTC ``YYYY-MM``; ``by_category`` uses ``-`` for
+            memories in plain date folders).
+        skipped: skipped files per reason (see :data:`SKIP_REASONS`).
+        files_seen: every file the walk met.
+    """
+
+    total: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    by_type: dict[str, int]
+    by_mode: dict[str, int]
+    by_month: dict[str, int]
+    by_category: dict[str, int]
+    skipped: dict[str, int]
+    files_seen: int
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    counts = values.value_counts(dropna=False)
+    pairs = sorted(((str(key), int(count)) for key, count in counts.items()),
+                   key=lambda kv: (-kv[1], kv[0]))
+    return dict(pairs)
+
+
+def summarize_memories(memories: pd.DataFrame, report: LoadReport) -> MemorySummary:
+    """Counts by type, mode, month and category, plus the skipped files by reason."""
+    stamps = memories["timestamp"]
+    months = stamps.dt.strftime("%Y-%m")
+    return MemorySummary(
+        total=len(memories),
+        first=stamps.min() if len(memories) else None,
+        last=stamps.max() if len(memories) else None,
+        by_type=_counts(memories["type"]),
+        by_mode=_counts(memories["mode"]),
+        by_month={str(k): int(v) for k, v in months.value_counts().sort_index().items()},
+        by_category=_counts(memories["category"].fillna("-")),
+        skipped=report.counts_by_reason(),
+        files_seen=report.files_seen,
+    )
