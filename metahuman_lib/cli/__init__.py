@@ -77,3 +77,7 @@ from metahuman_lib.cli import train as _train
 
 app.command("train")(_train.train)
 app.command("train-cost")(_train.train_cost)
+
+from metahuman_lib.cli import pods as _pods  # noqa: E402
+
+app.add_typer(_pods.app, name="pods")
