@@ -59,3 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import registry as _registry_cli
+
+app.add_typer(_registry_cli.app, name="registry")
