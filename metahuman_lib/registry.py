@@ -182,11 +182,9 @@ def load_registry(registry_path: Path) -> dict[str, Any]:
 def _backup_name(registry_path: Path, now: datetime) -> Path:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     folder = backups_dir(registry_path)
-    candidate = folder / f"{registry_path.stem}.{stamp}.json"
-    counter = 1
-    while candidate.exists():
-        candidate = folder / f"{registry_path.stem}.{stamp}-{counter:03d}.json"
-        counter += 1
+    counter = 0
+    while (candidate := folder / f"{registry_path.stem}.{stamp}-{counter:03d}.json").exists():
+        counter += 1  # several changes within one microsecond (or one fixed ``now``) keep their order
     return candidate
 
 
@@ -253,8 +251,10 @@ def _locked(registry_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[
             f"{timeout_s:.0f} s; wait for it to finish and try again."
         ) from exc
     try:
-        for stale in registry_path.parent.glob(f".{registry_path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)  # left by a writer killed mid-write; we hold the lock
+        stale = [*registry_path.parent.glob(f".{registry_path.name}.*.tmp"),
+                 *backups_dir(registry_path).glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)  # left by a writer killed mid-write; we hold the lock
         yield
     finally:
         lock.release()
