@@ -298,8 +298,8 @@ def test_import_the_spec_example(tmp_path: Path) -> None:
         registry.register(profile, make_run(profile, 1), now=now())
     result = registry.import_metahuman_os(profile, now=now())
     assert result.added == (1,) and result.current_version == 1
-    assert result.notes == (f"v1: gguf_path {METAHUMAN_OS_REGISTRY['training_history'][0]['gguf_path']} "
-                            "was never written; dropped",)
+    assert result.notes == ((f"v1: gguf_path {METAHUMAN_OS_REGISTRY['training_history'][0]['gguf_path']} "
+                            "was never written; dropped"),)
     data = raw(profile)
     assert data["current_base_model"] == METAHUMAN_OS_REGISTRY["current_base_model"]
     assert data["original_base_model"] == "Qwen/Qwen3-14B" and data["model_type"] == "local"
