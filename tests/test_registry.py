@@ -502,8 +502,8 @@ def test_register_and_promote_is_idempotent_and_records_the_outcome(profile: Pro
 
 
 @pytest.mark.parametrize(("action", "message"), [
-    ("rolback", r"Unknown registry action 'rolback'; use one of promote, rollback, reset, prune or an empty "
-                r"string. Did you mean 'rollback'\?"),
+    ("rolback", (r"Unknown registry action 'rolback'; use one of promote, rollback, reset, prune or an empty "
+                r"string. Did you mean 'rollback'\?")),
     ("promote", r"action 'promote' needs a version"),
 ])
 def test_apply_action_errors(profile: Profile, action: str, message: str) -> None:
