@@ -60,6 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
-from metahuman_lib.cli import registry as _registry_cli
+from metahuman_lib.cli import data as _data  # noqa: E402
+
+app.command("demo-profile")(_data.demo_profile)
+app.command("load")(_data.load)
+
+from metahuman_lib.cli import curate as _curate  # noqa: E402
+
+app.command("curate")(_curate.curate)
+
+from metahuman_lib.cli import registry as _registry_cli  # noqa: E402
 
 app.add_typer(_registry_cli.app, name="registry")
