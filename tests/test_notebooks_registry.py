@@ -61,7 +61,9 @@ def test_evaluation_then_registry_inside_runs(profile: Profile, tmp_path: Path) 
     assert manifest(good)["evaluation"]["passed"] is True
     assert manifest(good)["evaluation"]["decided_at"] == NOW
 
-    execute("05_registry.ipynb", tmp_path, username="tester", root=str(profile.root), run_dir=str(good), now=NOW)
+    execute("05_registry.ipynb", tmp_path, username="tester", root=str(profile.root), run_dir=str(good), now=NOW,
+            ollama_base="tiny:latest")
+    assert (good / "Modelfile").read_text().startswith("FROM tiny:latest\nADAPTER ")
     assert registry.show(profile)["current_version"] == 1
     assert manifest(good)["registry"] == {"version": 1, "status": "promoted", "promoted": True,
                                           "output_path": registry.get_version(profile, 1)["output_path"]}
