@@ -56,8 +56,9 @@ class GateConfig:
             (0.02: at most 2% worse). Catastrophic forgetting shows up here first.
         max_month_worsening: the same limit for every month of the old probe; None reports the
             per-month figures without gating on them.
-        max_filler_rate_increase: percentage points of filler the candidate's answers may have above
-            the person's real answers; None reports only. Needs ``generations.jsonl``.
+        max_filler_rate_increase: how much higher the candidate's filler rate may be than the
+            person's real answers, as a fraction (0.05 = 5 percentage points); None reports only.
+            Needs ``generations.jsonl``.
         max_median_length_change: relative change of the median answer length against the real
             answers (0.5: within +-50%); None reports only. Needs ``generations.jsonl``.
     """
