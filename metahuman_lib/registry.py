@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from filelock import FileLock, Timeout
@@ -48,8 +48,11 @@ from metahuman_lib._io import (
     sha256_file,
     sha256_tree,
 )
-from metahuman_lib.errors import RegistryError
+from metahuman_lib.errors import ProfileError, RegistryError
 from metahuman_lib.profile import Profile
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA = 1
 STATUSES = ("candidate", "promoted", "rejected", "failed")
@@ -474,7 +477,7 @@ def _history_row(state: dict[str, Any], record: dict[str, Any], root: Path) -> d
     }
 
 
-def history(profile: Profile) -> Any:
+def history(profile: Profile) -> pd.DataFrame:
     """All versions of this profile as a pandas DataFrame (columns :data:`HISTORY_COLUMNS`)."""
     import pandas as pd
 
@@ -622,7 +625,7 @@ def _run_label_of(profile: Profile, run_dir: Path) -> str:
     label = run_dir.name
     try:
         expected = profile.run_dir(label).resolve()
-    except Exception as exc:
+    except ProfileError as exc:
         raise RegistryError(f"{run_dir} is not a run folder (its name is not a run label).") from exc
     if expected != run_dir:
         raise RegistryError(
@@ -657,7 +660,8 @@ def _trained_at(status: dict[str, Any], label: str) -> str:
     return _iso(stamp)
 
 
-def _base_model(run_dir: Path, effective: dict[str, Any], train_config: dict[str, Any]) -> tuple[Any, Any]:
+def _base_model(effective: dict[str, Any], train_config: dict[str, Any]) -> tuple[Any, Any]:
+    """The base model the trainer really loaded (effective config first) and its checksum."""
     base = effective.get("base_model") or effective.get("base_model_path") or train_config.get("base_model")
     checksum = effective.get("base_model_sha256") or train_config.get("base_model_sha256")
     return base, checksum
@@ -682,7 +686,7 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
     train_config = _read_optional(run_dir / "train_config.json") or {}
     effective = _read_optional(run_dir / "effective_config.json") or {}
     status = _read_optional(run_dir / "status.json") or {}
-    base, base_sha = _base_model(run_dir, effective, train_config)
+    base, base_sha = _base_model(effective, train_config)
     selection = manifest.get("selection")
     dataset = run_dir / "dataset.jsonl"
     return {
