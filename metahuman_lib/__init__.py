@@ -29,6 +29,7 @@ from metahuman_lib.memory import (
 from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
 
 __all__ = [
+    "__version__",
     "BackendError",
     "ConfigError",
     "MemoryFileError",
@@ -37,7 +38,6 @@ __all__ = [
     "ProfileError",
     "RegistryError",
     "WorkbenchError",
-    "__version__",
     "make_run_label",
     "read_samples_jsonl",
     "resolve_root",
