@@ -1026,6 +1026,8 @@ def import_metahuman_os(profile: Profile, source: Path | None = None, *, now: da
                 f"The MetaHuman OS fields of {path} belong to profile {section['mirror_profile']!r}; "
                 f"importing them into {profile.username!r} would mix lineages."
             )
+        if source is not None or section.get("mirror_profile") not in (None, profile.username):
+            _check_drift(data, path)  # only importing the file's own fields may take their changes in
         state = _profile_state(data, profile.username, create=True)
         result = _merge_history(profile, state, source_data, now)
         if section.get("mirror_profile") in (None, profile.username):

@@ -343,6 +343,22 @@ def test_import_refuses_another_profiles_mirror(tmp_path: Path) -> None:
         registry.import_metahuman_os(Profile(tmp_path, "alice"), now=now())
 
 
+def test_import_a_separate_file_into_a_second_profile(tmp_path: Path) -> None:
+    greggles = metahuman_root(tmp_path)
+    registry.import_metahuman_os(greggles, now=now())
+    mirrored = {key: raw(greggles)[key] for key in registry.MIRROR_KEYS}
+    other = tmp_path / "alice-registry.json"
+    entry = {**METAHUMAN_OS_REGISTRY["training_history"][0], "run_label": "2025-12-09-000000-cccccc",
+             "output_model_path": "profiles/alice/out/m", "gguf_path": None}
+    write_json(other, {**METAHUMAN_OS_REGISTRY, "current_base_model": "profiles/alice/out/m",
+                       "training_history": [entry]})
+    alice = Profile(tmp_path, "alice")
+    result = registry.import_metahuman_os(alice, other, now=now())
+    assert result.added == (1,) and result.current_version == 1
+    assert registry.current_version(alice)["output_path"] == "profiles/alice/out/m"
+    assert {key: raw(greggles)[key] for key in registry.MIRROR_KEYS} == mirrored  # greggles' fields untouched
+
+
 # ---------------------------------------------------------------------------------- CLI
 
 
