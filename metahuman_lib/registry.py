@@ -321,6 +321,7 @@ def _refresh_mirror(data: dict[str, Any], root: Path) -> None:
     data["training_history"] = [_history_entry(r) for r in sorted(state["versions"], key=_version_key)]
     data.setdefault("versioning", dict(DEFAULT_VERSIONING))
     section["mirror_digest"] = _digest(data)
+    data["workbench"] = data.pop("workbench")  # MetaHuman OS's fields first, ours after them
 
 
 def _check_drift(data: dict[str, Any], registry_path: Path) -> None:

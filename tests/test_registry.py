@@ -477,7 +477,7 @@ def forked_writer(profile: Profile, runs: list[Path]) -> tuple[int, int]:
 def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Profile) -> None:
     """SIGKILL a registering writer process at random moments, many times: the file always loads,
     every version the writer reported as written is still there, and numbering has no gaps."""
-    runs = [make_run(profile, i, generations=False) for i in range(1, 81)]
+    runs = [make_run(profile, i, generations=False) for i in range(1, 121)]
     rng = random.Random(7)
     confirmed: set[str] = set()
     kills = 0
@@ -487,7 +487,7 @@ def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Prof
         if not pending:
             break
         pid, read_fd = forked_writer(profile, pending)
-        time.sleep(rng.uniform(0.0, 0.25))
+        time.sleep(rng.uniform(0.0, 0.1))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         with os.fdopen(read_fd) as pipe:
@@ -497,7 +497,7 @@ def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Prof
         labels = [v["run_label"] for v in state["versions"]]
         assert confirmed <= set(labels)
         assert sorted(v["version"] for v in state["versions"]) == list(range(1, len(labels) + 1))
-    assert kills >= 20 and len(confirmed) >= 5
+    assert kills >= 10 and len(confirmed) >= 5
     registry.backup(profile.registry_path, now=now())  # a later locked write cleans what killed writers left
     assert not list(profile.registry_path.parent.glob(".model-registry.json.*.tmp"))
     assert not list(registry.backups_dir(profile.registry_path).glob(".*.tmp"))
