@@ -31,12 +31,10 @@ import pandas as pd
 
 from metahuman_lib._io import read_json
 from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.profile import Profile
+from metahuman_lib.quality import LONG_MIN_WORDS, SHORT_MAX_WORDS
+from metahuman_lib.text_rules import filler_phrases_in
 
-# Spec section 3: the filler phrases MetaHuman OS counts (curly apostrophes count as straight).
-FILLER_PHRASES = ("as an ai", "as a language model", "certainly", "let me think", "let me start",
-                  "i'm just", "i'm here to", "here's what", "okay, so", "alright, so")
-SHORT_MAX_WORDS = 40
-LONG_MIN_WORDS = 101
 EVAL_SETS = ("eval_recent", "eval_old", "train_sample")
 
 
@@ -258,8 +256,8 @@ def _words(text: str) -> int:
 
 
 def _is_filler(text: str) -> bool:
-    lowered = text.lower().replace("\u2019", "'")
-    return any(phrase in lowered for phrase in FILLER_PHRASES)
+    """The seed's filler test (spec section 3), the same one curation's quality metrics use."""
+    return bool(filler_phrases_in(text))
 
 
 def answer_profile(answers: list[str]) -> dict[str, float]:
@@ -429,7 +427,7 @@ def _plain(value: Any) -> str:
 _RUN_LABEL = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{6}-[0-9a-f]{6}$")
 
 
-def resolve_run_dir(profile: Any, run_dir: str | Path = "") -> Path:
+def resolve_run_dir(profile: Profile, run_dir: str | Path = "") -> Path:
     """The run folder to look at: ``run_dir`` when given, else the newest one with a metrics.json."""
     if run_dir:
         return Path(run_dir)
