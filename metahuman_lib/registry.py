@@ -637,10 +637,11 @@ def _run_label_of(profile: Profile, run_dir: Path) -> str:
 
 
 def _parent_version(train_config: dict[str, Any]) -> int | None:
+    """The declared parent: ``parent_version``, or ``parent`` as N or ``{"version": N, "kind": ...}``."""
     for key in ("parent_version", "parent"):
         value = train_config.get(key)
         if isinstance(value, dict):
-            value = value.get("version")
+            value = None if value.get("kind") == "base" else value.get("version")
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
@@ -661,11 +662,42 @@ def _trained_at(status: dict[str, Any], label: str) -> str:
     return _iso(stamp)
 
 
-def _base_model(effective: dict[str, Any], train_config: dict[str, Any]) -> tuple[Any, Any]:
-    """The base model the trainer really loaded (effective config first) and its checksum."""
-    base = effective.get("base_model") or effective.get("base_model_path") or train_config.get("base_model")
-    checksum = effective.get("base_model_sha256") or train_config.get("base_model_sha256")
-    return base, checksum
+def _loaded(effective: dict[str, Any], train_config: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer really loaded (``effective_config.json``'s ``loaded``), with checksums.
+
+    ``base_model`` is the lineage's base (what a LoRA adapter sits on), ``loaded_from`` the weights
+    folder or hub id actually read, ``built_on`` the parent version the trainer loaded (None for a
+    foundation run), with the sha256 of the parent's weights as the trainer found them.
+    """
+    loaded = effective.get("loaded") if isinstance(effective.get("loaded"), dict) else {}
+    parent = loaded.get("parent") if isinstance(loaded.get("parent"), dict) else None
+    base = (loaded.get("base_model") or effective.get("base_model") or effective.get("base_model_path")
+            or train_config.get("base_model"))
+    built_on = None
+    if parent is not None:
+        built_on = {"version": parent.get("version"), "kind": parent.get("kind"),
+                    "tree_sha256": parent.get("tree_sha256"), "weights_sha256": parent.get("weights_sha256"),
+                    "adapter": loaded.get("adapter")}
+    return {"base_model": base, "loaded_from": loaded.get("weights_from") or base,
+            "base_model_sha256": effective.get("base_model_sha256") or train_config.get("base_model_sha256"),
+            "built_on": built_on, "trainer_reported": bool(loaded)}
+
+
+def _check_built_on_parent(profile: Profile, state: dict[str, Any], record: dict[str, Any]) -> None:
+    """Refuse a run that says it builds on a parent but did not load it (MetaHuman OS defect 8)."""
+    parent_version, built_on = record["parent_version"], record["loaded"]["built_on"]
+    if parent_version is None or not record["loaded"]["trainer_reported"]:
+        return
+    where = f"Run {record['run_label']} of {profile.username!r} declares parent v{parent_version}"
+    if built_on is None or built_on.get("version") != parent_version:
+        got = "nothing" if built_on is None else f"v{built_on.get('version')}"
+        raise RegistryError(f"{where} but the trainer loaded {got} (effective_config.json loaded.parent); "
+                            "it did not build on its parent. Re-run it from the parent's weights.")
+    expected = _require(state, profile, parent_version).get("output_sha256")
+    found = built_on.get("tree_sha256")
+    if expected and found and expected != found:
+        raise RegistryError(f"{where} but the parent weights it loaded (sha256 {found[:12]}…) are not the "
+                            f"registered v{parent_version} ({expected[:12]}…). Re-run it from the parent's weights.")
 
 
 def _samples(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -687,12 +719,15 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
     train_config = _read_optional(run_dir / "train_config.json") or {}
     effective = _read_optional(run_dir / "effective_config.json") or {}
     status = _read_optional(run_dir / "status.json") or {}
-    base, base_sha = _base_model(effective, train_config)
+    loaded = _loaded(effective, train_config)
+    parent_version = _parent_version(train_config)
+    if parent_version is None and loaded["built_on"] is not None:
+        parent_version = loaded["built_on"].get("version")
     selection = manifest.get("selection")
     dataset = run_dir / "dataset.jsonl"
     return {
         "status": "candidate",
-        "parent_version": _parent_version(train_config),
+        "parent_version": parent_version,
         "run_label": label,
         "run_id": manifest.get("run_id") or hashlib.sha256(label.encode()).hexdigest()[:16],
         "run_dir": _rel(profile.root, run_dir),
@@ -700,8 +735,9 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
         "trained_at": _trained_at(status, label),
         "method": effective.get("method") or train_config.get("method")
         or ("lora" if check.output_dir and check.output_dir.name == "adapter" else "full"),
-        "base_model": base,
-        "base_model_sha256": base_sha,
+        "base_model": loaded["base_model"],
+        "base_model_sha256": loaded["base_model_sha256"],
+        "loaded": loaded,
         "output_kind": check.output_dir.name if check.output_dir else None,
         "output_path": _rel(profile.root, check.output_dir) if check.output_dir else None,
         "output_sha256": sha256_tree(check.output_dir) if check.output_dir else None,
@@ -738,6 +774,7 @@ def register(profile: Profile, run_dir: Path, *, now: datetime) -> dict[str, Any
         _refuse_duplicate(state, profile, record["run_label"])
         if record["parent_version"] is not None:
             _require(state, profile, record["parent_version"])
+            _check_built_on_parent(profile, state, record)
         elif state.get("original_base_model") is None:
             state["original_base_model"] = record["base_model"]
         record["version"] = max((r["version"] for r in state["versions"]), default=0) + 1

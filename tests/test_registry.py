@@ -109,6 +109,22 @@ def test_register_refuses_duplicates_foreign_runs_and_unknown_parents(profile: P
         registry.register(profile, orphan, now=now())
 
 
+def test_register_refuses_a_run_that_did_not_build_on_its_parent(profile: Profile) -> None:
+    """MetaHuman OS defect 8: "builds on the previous model" silently did not happen."""
+    first = registry.register(profile, make_run(profile, 1), now=now())
+    skipped = make_run(profile, 2, parent_version=1, loaded_parent=None)
+    with pytest.raises(RegistryError, match=r"declares parent v1 but the trainer loaded nothing .*did not build"):
+        registry.register(profile, skipped, now=now())
+    changed = make_run(profile, 3, parent_version=1,
+                       loaded_parent={"version": 1, "kind": "adapter", "tree_sha256": "0" * 64})
+    with pytest.raises(RegistryError, match=r"the parent weights it loaded \(sha256 000000000000…\) are not"):
+        registry.register(profile, changed, now=now())
+    good = make_run(profile, 4, parent_version=1,
+                    loaded_parent={"version": 1, "kind": "adapter", "tree_sha256": first["output_sha256"]})
+    record = registry.register(profile, good, now=now())
+    assert record["parent_version"] == 1 and record["loaded"]["built_on"]["version"] == 1
+
+
 def test_register_records_a_rejected_gate_from_the_manifest(profile: Profile) -> None:
     record = registry.register(profile, make_run(profile, 1, evaluation=FAILED), now=now())
     assert record["status"] == "rejected"
