@@ -484,7 +484,9 @@ def history(profile: Profile) -> pd.DataFrame:
 
     state = profile_state(profile)
     rows = [_history_row(state, r, profile.root) for r in sorted(state["versions"], key=_version_key)]
-    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    frame["parent_version"] = frame["parent_version"].astype("Int64")  # versions stay integers
+    return frame
 
 
 def lineage(profile: Profile, version: int | None = None) -> list[dict[str, Any]]:

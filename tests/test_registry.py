@@ -168,6 +168,7 @@ def test_promote_moves_current_and_previous_and_lineage_follows_parents(profile:
     frame = registry.history(profile)
     assert list(frame["version"]) == [1, 2, 3]
     assert list(frame["aliases"]) == ["", "previous", "current"]
+    assert str(frame["parent_version"].dtype) == "Int64" and frame["parent_version"].tolist()[1:] == [1, 2]
     assert frame["weights_present"].all()
 
 
