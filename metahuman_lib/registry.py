@@ -939,6 +939,12 @@ def _protected(state: dict[str, Any], keep: int, candidates: list[dict[str, Any]
     return kept
 
 
+def _weight_folders(output: Path) -> list[Path]:
+    """A version's weights: its output folder, and the merged LoRA export beside it when there is one."""
+    merged = output.parent / "merged"
+    return [output, merged] if output.parent.name == "output" and merged.is_dir() else [output]
+
+
 def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -970,16 +976,16 @@ def prune(profile: Profile, *, keep: int = DEFAULT_KEEP, now: datetime, dry_run:
         raise RegistryError(f"keep must be at least 1, got {keep}")
     if dry_run:
         doomed, kept = _prune_plan(profile, profile_state(profile), keep)
-        freed = sum(_folder_size(_abs(profile.root, r["output_path"])) for r in doomed)
+        freed = sum(_folder_size(f) for r in doomed for f in _weight_folders(_abs(profile.root, r["output_path"])))
         return PruneResult(tuple(r["version"] for r in doomed), kept, freed, dry_run=True)
     with _transaction(profile, now) as data:
         state = _profile_state(data, profile.username, create=True)
         doomed, kept = _prune_plan(profile, state, keep)
         freed = 0
         for record in doomed:
-            folder = _abs(profile.root, record["output_path"])
-            freed += _folder_size(folder)
-            shutil.rmtree(folder)
+            for folder in _weight_folders(_abs(profile.root, record["output_path"])):
+                freed += _folder_size(folder)
+                shutil.rmtree(folder)
             record["weights_pruned_at"] = _iso(now)
             record["events"].append({"at": _iso(now), "event": "weights_pruned"})
     return PruneResult(tuple(r["version"] for r in doomed), kept, freed, dry_run=False)

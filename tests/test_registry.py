@@ -199,6 +199,9 @@ def test_reset_returns_to_the_original_base_and_keeps_history(profile: Profile) 
 
 def test_prune_keeps_last_n_current_and_its_parent(profile: Profile) -> None:
     records = registered(profile, 6)
+    merged = profile.root / records[2]["output_path"] / ".." / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"x" * 10)
     registry.rollback(profile, 2, now=now())  # current v2 (parent v1), previous v6
     preview = registry.prune(profile, keep=2, now=now(), dry_run=True)
     assert preview.removed == (3, 4) and preview.dry_run
@@ -207,7 +210,7 @@ def test_prune_keeps_last_n_current_and_its_parent(profile: Profile) -> None:
     assert result.removed == (3, 4)
     assert result.kept == {1: "parent_of_current", 2: "current", 5: "last_2", 6: "previous"}
     assert result.freed_bytes > 0
-    assert not (profile.root / records[2]["output_path"]).exists()
+    assert not (profile.root / records[2]["output_path"]).exists() and not merged.exists()
     frame = registry.history(profile)
     assert list(frame["weights_present"]) == [True, True, False, False, True, True]
     assert len(frame) == 6  # records are never lost
