@@ -81,3 +81,7 @@ app.command("train-cost")(_train.train_cost)
 from metahuman_lib.cli import pods as _pods  # noqa: E402
 
 app.add_typer(_pods.app, name="pods")
+
+from metahuman_lib.cli import registry as _registry_cli  # noqa: E402
+
+app.add_typer(_registry_cli.app, name="registry")
