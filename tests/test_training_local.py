@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -98,3 +99,23 @@ def test_a_trainer_that_died_silently_is_reported_failed(tmp_path):
     status = LocalBackend(echo=None).poll(tmp_path)
     assert status.state == "failed"
     assert status.error.startswith("the trainer process exited (code None) without finishing; see ")
+
+
+def test_interrupting_follow_cancels_the_job(tmp_path_factory, tmp_path):
+    """Ctrl-C or a kernel interrupt while a notebook follows a run stops it (a pod stops billing)."""
+    from metahuman_lib.training import launch as tl
+    from metahuman_lib.training.config import read_train_config
+
+    make_run(tmp_path, tiny_model(tmp_path_factory), epochs=50, checkpoint_every_steps=1)
+    plan = tl.LaunchPlan(tmp_path, read_train_config(tmp_path), False, "")
+    tl.launch(plan, "local", echo=None)
+    pid = read_json(tmp_path / PID_NAME)["pid"]
+    wait_for(lambda: LocalBackend(echo=None).poll(tmp_path).step >= 1)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        tl.follow(plan, "local", poll_s=0.05, echo=None)
+    timer.join()
+    assert LocalBackend(echo=None).poll(tmp_path).state == "cancelled"
+    assert alive_pid(tmp_path) is None
+    assert read_json(tmp_path / PID_NAME)["pid"] == pid  # the same job was followed, then stopped

@@ -38,7 +38,7 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script: workbench errors print one clear line, exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except WorkbenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -53,35 +53,26 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-from metahuman_lib.cli import data as _data
+# Command groups, each in its own module; imported after ``app`` exists because they register on it.
+from metahuman_lib.cli import curate as _curate  # noqa: E402
+from metahuman_lib.cli import data as _data  # noqa: E402
+from metahuman_lib.cli import pods as _pods  # noqa: E402
+from metahuman_lib.cli import registry as _registry  # noqa: E402
+from metahuman_lib.cli import select as _select  # noqa: E402
+from metahuman_lib.cli import train as _train  # noqa: E402
 
 app.command("demo-profile")(_data.demo_profile)
 app.command("load")(_data.load)
-
-from metahuman_lib.cli import curate as _curate  # noqa: E402
-
 app.command("curate")(_curate.curate)
-
-from metahuman_lib.cli import select as _select  # noqa: E402
-
 app.command("strategies")(_select.strategies)
 app.command("select")(_select.select)
-
-from metahuman_lib.cli import train as _train
-
 app.command("train")(_train.train)
 app.command("train-cost")(_train.train_cost)
-
-from metahuman_lib.cli import pods as _pods  # noqa: E402
-
 app.add_typer(_pods.app, name="pods")
+app.add_typer(_registry.app, name="registry")
 
-from metahuman_lib.cli import registry as _registry_cli  # noqa: E402
-
-app.add_typer(_registry_cli.app, name="registry")
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -135,13 +135,19 @@ def follow(plan: LaunchPlan, backend: str = "local", *, poll_s: float = 1.0, tim
     label = widgets.HTML()
     display(widgets.VBox([bar, label]))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    status = runner.poll(plan.run_dir)
-    while not status.finished and (deadline is None or time.monotonic() < deadline):
-        _show(bar, label, status)
-        time.sleep(poll_s)
+    try:
         status = runner.poll(plan.run_dir)
-    status = runner.wait(plan.run_dir, progress=False, timeout_s=max(0.0, deadline - time.monotonic())
-                         if deadline is not None else None)
+        while not status.finished and (deadline is None or time.monotonic() < deadline):
+            _show(bar, label, status)
+            time.sleep(poll_s)
+            status = runner.poll(plan.run_dir)
+        status = runner.wait(plan.run_dir, progress=False,
+                             timeout_s=max(0.0, deadline - time.monotonic()) if deadline is not None else None)
+    except KeyboardInterrupt:
+        # An interrupted cell stops the job and releases what it holds (a rented pod stops billing);
+        # a restarted kernel, which raises nothing here, leaves the job running to re-attach to.
+        runner.cancel(plan.run_dir)
+        raise
     _show(bar, label, status)
     return status
 

@@ -579,7 +579,9 @@ def _record_manifest(run_dir: Path, output: Path, loaded: dict[str, Any], effect
              "method": effective["method"], "devices": effective["devices"]}
 
     def change(manifest: dict[str, Any]) -> None:
-        manifest["training"] = entry
+        # Update, never replace: backends and the launch step keep their own keys here
+        # (estimate, RunPod pod record, actual cost).
+        manifest.setdefault("training", {}).update(entry)
 
     update_manifest(run_dir, change)
 
