@@ -59,3 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+from metahuman_lib.cli import cycle as _cycle  # noqa: E402
+
+app.command("fine-tune-cycle")(_cycle.fine_tune_cycle)
+app.command("demo")(_cycle.demo)
