@@ -1,0 +1,153 @@
+"""Pipeline orchestration on tiny fake notebooks: order, failure recording, resume, dry run, lock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.parameters import CycleFlags, resolve_parameters
+from metahuman_lib.pipeline import (
+    check_parameters,
+    failure_reason,
+    find_resumable_run,
+    run_cycle,
+    run_lock,
+)
+from metahuman_lib.profile import Profile
+from metahuman_lib.runfolder import read_manifest
+from _helpers_pipeline import FAKE_STEPS, write_fake_notebooks
+
+NOW = datetime(2025, 12, 1, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_notebooks(tmp_path_factory.mktemp("notebooks"))
+
+
+@pytest.fixture(scope="module")
+def param_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("parameters")
+    (folder / "foundation.yaml").write_text("report:\n  redact: false\n")
+    (folder / "monthly.yaml").write_text("selection:\n  days_recent: 30\n  old_samples: 3000\n")
+    return folder
+
+
+def _params(param_dir: Path, **flags: object):
+    return resolve_parameters(CycleFlags(**flags), now=NOW, search_dirs=[param_dir])
+
+
+def _profile(tmp_path: Path) -> Profile:
+    profile = Profile(tmp_path / "root", "tester")
+    profile.episodic_dir.mkdir(parents=True)
+    return profile
+
+
+def _trace(profile: Profile) -> list[str]:
+    return (profile.root / "trace.txt").read_text().split()
+
+
+@pytest.mark.slow
+def test_failure_is_recorded_and_the_run_resumes_from_the_failed_step(
+        tmp_path: Path, notebooks: Path, param_dir: Path) -> None:
+    profile = _profile(tmp_path)
+    (profile.root / "FAIL").write_text("inject")
+    params = _params(param_dir, monthly=True, seed=5)
+    with pytest.raises(PipelineStepError, match=r"Step b_gate \(Gate\) failed: quality gate failed: short "
+                                                r"samples 93\.0% >= 60%\. Fix the cause, then resume with: "
+                                                r"metahuman fine-tune-cycle --username tester --resume "):
+        run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS, notebooks_dir=notebooks,
+                  progress=False)
+    run_dir = profile.fine_tuned_dir / "2025-12-01"
+    (run_dir,) = list(run_dir.iterdir())
+    manifest = read_manifest(run_dir)
+    steps = manifest["steps"]
+    assert [steps[s.name]["status"] for s in FAKE_STEPS] == ["succeeded", "failed", "pending"]
+    assert steps["b_gate"]["error"] == "quality gate failed: short samples 93.0% >= 60%"
+    assert steps["a_prepare"]["inputs"]["parameters"] == {
+        "username": "tester", "root": str(profile.root), "run_dir": str(run_dir), "seed": 5,
+        "now": "2025-12-01T09:00:00Z"}
+    assert steps["a_prepare"]["outputs"] == {"prepared.txt": {"bytes": len("5 2025-12-01T09:00:00Z")}}
+    assert manifest["cycle"]["status"] == "failed"
+    assert (run_dir / "notebooks" / "b_gate.ipynb").is_file()
+    assert (run_dir / "reports" / "b_gate.html").is_file()
+    assert "quality gate failed" in (run_dir / "report.html").read_text()
+    assert _trace(profile) == ["a", "b"]
+    first_a = steps["a_prepare"]["finished_at"]
+
+    # the same request again resumes the unfinished run instead of starting a second one
+    (profile.root / "FAIL").unlink()
+    assert find_resumable_run(profile, params, backend="local", dry_run=False) == run_dir
+    result = run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS,
+                       notebooks_dir=notebooks, progress=False)
+    assert result.resumed and result.run_dir == run_dir and result.status == "succeeded"
+    assert _trace(profile) == ["a", "b", "b", "c"]
+    steps = read_manifest(run_dir)["steps"]
+    assert steps["a_prepare"]["finished_at"] == first_a
+    assert [steps[s.name]["status"] for s in FAKE_STEPS] == ["succeeded"] * 3
+    assert steps["b_gate"]["error"] is None
+    assert (run_dir / "trained.txt").read_text() == "trained"
+    assert (profile.reports_dir / "index.html").is_file()
+    with pytest.raises(ConfigError, match=r"already finished \(succeeded\); nothing to resume"):
+        run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS, notebooks_dir=notebooks,
+                  resume_run=run_dir)
+
+
+@pytest.mark.slow
+def test_dry_run_prepares_but_skips_steps_that_need_a_model(tmp_path: Path, notebooks: Path,
+                                                             param_dir: Path) -> None:
+    profile = _profile(tmp_path)
+    result = run_cycle(profile, _params(param_dir), backend="local", now=NOW, dry_run=True,
+                       steps=FAKE_STEPS, notebooks_dir=notebooks, progress=False)
+    assert result.status == "dry_run"
+    assert dict(result.steps) == {"a_prepare": "succeeded", "b_gate": "succeeded", "c_after": "skipped"}
+    assert read_manifest(result.run_dir)["steps"]["c_after"]["reason"] == "dry_run: no model was trained"
+    assert (result.run_dir / "trained.txt").read_text() == "dry"
+    assert _trace(profile) == ["a", "b"]
+
+
+def test_a_second_run_of_the_same_profile_is_refused(tmp_path: Path, notebooks: Path,
+                                                      param_dir: Path) -> None:
+    profile = _profile(tmp_path)
+    with run_lock(profile, "2025-12-01-090000-abcdef"):
+        with pytest.raises(PipelineStepError, match=r"Another run of profile 'tester' is in progress "
+                                                    r"\(run 2025-12-01-090000-abcdef, pid \d+"):
+            run_cycle(profile, _params(param_dir), backend="local", now=NOW, steps=FAKE_STEPS,
+                      notebooks_dir=notebooks, progress=False)
+    assert not (profile.root / "trace.txt").exists()
+
+
+def test_missing_notebook_is_a_config_error(tmp_path: Path, param_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Notebook for step 'a_prepare' not found: expected "):
+        run_cycle(_profile(tmp_path), _params(param_dir), backend="local", now=NOW, steps=FAKE_STEPS,
+                  notebooks_dir=tmp_path / "none", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"sed": 1}, r"a_prepare\.ipynb: Unknown notebook parameter 'sed'\. Did you mean 'seed'\?"),
+        ({"seed": "1"}, r"a_prepare\.ipynb: parameter 'seed' expects int, got str '1'\."),
+        ({"seed": True}, r"parameter 'seed' expects int, got bool True\."),
+        ({"root": 3}, r"parameter 'root' expects str, got int 3\."),
+    ],
+)
+def test_notebook_parameters_are_checked(notebooks: Path, values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_parameters(notebooks / "a_prepare.ipynb", values)
+
+
+@pytest.mark.parametrize(
+    ("ename", "evalue", "reason"),
+    [
+        ("PipelineStepError", "gate failed: too few samples", "gate failed: too few samples"),
+        ("ConfigError", "bad key", "bad key"),
+        ("ZeroDivisionError", "division by zero", "ZeroDivisionError: division by zero"),
+        ("KeyError", "", "KeyError"),
+    ],
+)
+def test_failure_reason(ename: str, evalue: str, reason: str) -> None:
+    assert failure_reason(ename, evalue) == reason
