@@ -44,18 +44,19 @@ from metahuman_lib.errors import ConfigError
 MONTHLY_DAYS_RECENT = 30
 MONTHLY_OLD_SAMPLES = 3000
 MODES = ("dual", "emulation", "agent")
-PARAMETERS_ENV_VAR = "METAHUMAN_PARAMETERS"
 
 # block -> "module:Class" whose ``from_dict`` parses it; a block whose module is not installed
 # stays a read-only mapping, so this module works before every owner's code is present.
 BLOCK_PARSERS: dict[str, str] = {
     "selection": "metahuman_lib.strategies:Strategy",
-    "training": "metahuman_lib.training.config:TrainingConfig",
+    "training": "metahuman_lib.training.config:TrainConfig",
     "gate": "metahuman_lib.evaluation:GateConfig",
     "runpod": "metahuman_lib.training.runpod_config:RunPodConfig",
     "report": "metahuman_lib.reports:ReportParams",
     "pipeline": "metahuman_lib.pipeline:PipelineParams",
 }
+# blocks whose owner builds them with a function of (values, name=set name) instead
+BLOCK_BUILDERS: dict[str, str] = {"selection": "metahuman_lib.strategies:strategy_from_mapping"}
 BLOCK_NAMES: tuple[str, ...] = tuple(BLOCK_PARSERS)
 _TOP_LEVEL_SCALARS = ("name", "description", "seed")
 
@@ -183,37 +184,22 @@ class RunParameters:
         return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def parameter_dirs(extra: list[Path] | None = None) -> list[Path]:
-    """Folders searched for ``<name>.yaml``: given ones, ``$METAHUMAN_PARAMETERS``, ./parameters,
-    and the ``parameters/`` folder shipped beside the package."""
-    dirs = list(extra or [])
-    env = os.environ.get(PARAMETERS_ENV_VAR)
-    if env:
-        dirs.append(Path(env))
-    dirs.append(Path.cwd() / "parameters")
-    dirs.append(Path(__file__).resolve().parent.parent / "parameters")
-    unique: list[Path] = []
-    for folder in dirs:
-        if folder not in unique:
-            unique.append(folder)
-    return unique
-
-
 def find_parameter_file(name_or_file: str, search_dirs: list[Path] | None = None) -> Path:
-    """The YAML file for a set name (``monthly``) or a path; errors list the known names."""
-    candidate = Path(name_or_file).expanduser()
-    if candidate.suffix in {".yaml", ".yml"} or os.sep in name_or_file:
-        if candidate.is_file():
-            return candidate.resolve()
-        raise ConfigError(f"Parameter file {name_or_file!r} does not exist.")
-    dirs = parameter_dirs(search_dirs)
-    for folder in dirs:
-        for suffix in (".yaml", ".yml"):
-            path = folder / f"{name_or_file}{suffix}"
-            if path.is_file():
-                return path.resolve()
-    known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.y*ml")})
-    raise ConfigError(_unknown_message("parameter set", name_or_file, known))
+    """The YAML file for a set name (``monthly``) or a path.
+
+    ``search_dirs`` are tried first (tests, private sets); then the shipped sets
+    (``strategies.parameter_set_path``, ``$METAHUMAN_PARAMETERS_DIR`` overrides them), whose
+    error lists the known names.
+    """
+    from metahuman_lib.strategies import parameter_set_path
+
+    if not (name_or_file.endswith((".yaml", ".yml")) or "/" in name_or_file or os.sep in name_or_file):
+        for folder in search_dirs or []:
+            for suffix in (".yaml", ".yml"):
+                path = Path(folder) / f"{name_or_file}{suffix}"
+                if path.is_file():
+                    return path.resolve()
+    return parameter_set_path(name_or_file).resolve()
 
 
 def load_parameter_set(
@@ -316,6 +302,8 @@ def _check_flags(flags: CycleFlags) -> None:
 def _apply_window(selection: dict[str, Any], flags: CycleFlags) -> None:
     """Set the recent window and old-sample count; a missing half takes the seed's default."""
     days_key, old_key = SELECTION_KEYS["days_recent"], SELECTION_KEYS["old_samples"]
+    if selection.get(days_key) is None:  # a foundation set given a window: the seed's old default
+        selection[old_key] = None
     if flags.days_recent is not None:
         selection[days_key] = flags.days_recent
     elif selection.get(days_key) is None:
@@ -360,11 +348,14 @@ def _build(*, name: str, source: str, raw: dict[str, Any], seed: int, now: datet
     """Parse every block with its owner's dataclass and freeze the result."""
     raw = {block: dict(raw.get(block) or {}) for block in BLOCK_NAMES}
     _inject_seed(raw, seed)
-    blocks = {block: _parse_block(block, raw[block]) for block in BLOCK_NAMES}
+    blocks = {block: _parse_block(block, raw[block], name) for block in BLOCK_NAMES}
+    selection = blocks["selection"]
+    kind = run_kind(raw["selection"]) if not hasattr(selection, "is_foundation") else (
+        "foundation" if selection.is_foundation else "update")
     return RunParameters(
         name=name,
         source=source,
-        kind=run_kind(raw["selection"]),
+        kind=kind,
         seed=seed,
         now=now,
         raw=_freeze(raw),
@@ -394,12 +385,17 @@ def _parser(block: str) -> type | None:
     return getattr(module, class_name, None)
 
 
-def _parse_block(block: str, values: dict[str, Any]) -> Any:
+def _parse_block(block: str, values: dict[str, Any], set_name: str) -> Any:
     parser = _parser(block)
     if parser is None:
         return MappingProxyType(copy.deepcopy(values))
+    values = copy.deepcopy(values)
     try:
-        return parser.from_dict(values)
+        if block in BLOCK_BUILDERS:
+            module_name, function_name = BLOCK_BUILDERS[block].split(":")
+            return getattr(importlib.import_module(module_name), function_name)(values, name=set_name)
+        build = getattr(parser, "from_dict", None) or getattr(parser, "from_mapping")
+        return build(values)
     except ConfigError as exc:
         raise ConfigError(f"parameters block '{block}': {exc}") from exc
 

@@ -22,7 +22,7 @@ from metahuman_lib.parameters import (
 NOW = datetime(2025, 12, 1, 9, 0, tzinfo=timezone.utc)
 
 _SETS = {
-    "foundation": "selection:\n  old_sampling: uniform\n",
+    "foundation": "selection:\n  days_recent: null\n  old_samples: 0\n",
     "monthly": "selection:\n  days_recent: 30\n  old_samples: 3000\n",
     "biweekly": "selection:\n  days_recent: 14\n  old_samples: 2000\nreport:\n  runs_per_year: 26\n",
 }
@@ -44,7 +44,7 @@ def _resolve(param_dir: Path, **flags: object) -> RunParameters:
 @pytest.mark.parametrize(
     ("flags", "name", "kind", "days", "old"),
     [
-        ({}, "foundation", "foundation", None, None),
+        ({}, "foundation", "foundation", None, 0),
         ({"monthly": True}, "monthly", "update", 30, 3000),
         ({"days_recent": 14, "old_samples": 2000}, "monthly", "update", 14, 2000),
         ({"days_recent": 45}, "monthly", "update", 45, 3000),
@@ -103,8 +103,8 @@ def test_defaults_seed_zero_and_callers_now(param_dir: Path) -> None:
         ({"base_model": " "}, r"--base-model is empty"),
         ({"seed": -3}, r"--seed must be a whole number >= 0"),
         ({"now": "last tuesday"}, r"--now 'last tuesday' is not a date"),
-        ({"params": "montly"}, r"Unknown parameter set 'montly'\. Did you mean 'monthly'\?"),
-        ({"params": "/no/such/file.yaml"}, r"Parameter file '/no/such/file.yaml' does not exist\."),
+        ({"params": "montly"}, r"Unknown strategy 'montly' \(did you mean 'monthly'\?\); available: "),
+        ({"params": "/no/such/file.yaml"}, r"Parameter file /no/such/file.yaml does not exist\."),
         ({"params": "typo"}, r"Unknown parameter block 'selecton'\. Did you mean 'selection'\?"),
     ],
 )
@@ -158,7 +158,7 @@ def test_parse_now(value: str, expected: datetime) -> None:
 @pytest.mark.parametrize(
     ("argv", "days", "old", "extra"),
     [
-        ([], None, None, {}),
+        ([], None, 0, {}),
         (["--monthly"], 30, 3000, {}),
         (["--days-recent", "14", "--old-samples", "2000"], 14, 2000, {}),
         (["--monthly", "--max", "5000", "--mode", "dual"], 30, 3000, {"max_samples": 5000, "mode": "dual"}),
@@ -166,7 +166,7 @@ def test_parse_now(value: str, expected: datetime) -> None:
 )
 def test_cli_show_parameters(param_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                              argv: list[str], days: int | None, old: int | None, extra: dict) -> None:
-    monkeypatch.setenv("METAHUMAN_PARAMETERS", str(param_dir))
+    monkeypatch.setenv("METAHUMAN_PARAMETERS_DIR", str(param_dir))
     code = main(["fine-tune-cycle", "--username", "greggles", "--show-parameters", "--now", "2025-12-01",
                  *argv])
     assert code == 0
@@ -189,6 +189,6 @@ def test_cli_show_parameters(param_dir: Path, monkeypatch: pytest.MonkeyPatch, c
 )
 def test_cli_conflicts_exit_2_with_one_line(param_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
-    monkeypatch.setenv("METAHUMAN_PARAMETERS", str(param_dir))
+    monkeypatch.setenv("METAHUMAN_PARAMETERS_DIR", str(param_dir))
     assert main(["fine-tune-cycle", "--username", "greggles", *argv]) == 2
     assert capsys.readouterr().err.startswith(message)

@@ -31,7 +31,7 @@ def notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def param_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("parameters")
-    (folder / "foundation.yaml").write_text("report:\n  redact: false\n")
+    (folder / "foundation.yaml").write_text("selection:\n  days_recent: null\nreport:\n  redact: false\n")
     (folder / "monthly.yaml").write_text("selection:\n  days_recent: 30\n  old_samples: 3000\n")
     return folder
 
