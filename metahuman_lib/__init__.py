@@ -20,7 +20,6 @@ from metahuman_lib.profile import Profile, make_run_label, resolve_root, validat
 from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
 
 __all__ = [
-    "__version__",
     "BackendError",
     "ConfigError",
     "MemoryFileError",
@@ -29,6 +28,7 @@ __all__ = [
     "ProfileError",
     "RegistryError",
     "WorkbenchError",
+    "__version__",
     "make_run_label",
     "read_samples_jsonl",
     "resolve_root",

@@ -31,7 +31,7 @@ import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -255,14 +255,14 @@ def parse_now(value: str | datetime) -> datetime:
     else:
         text = str(value).strip()
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text)
         except ValueError:
             raise ConfigError(
                 f"--now {text!r} is not a date: use ISO 8601, e.g. 2025-12-01 or 2025-12-01T09:00:00Z."
             ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def run_kind(selection: Mapping[str, Any]) -> str:
@@ -394,7 +394,7 @@ def _parse_block(block: str, values: dict[str, Any], set_name: str) -> Any:
         if block in BLOCK_BUILDERS:
             module_name, function_name = BLOCK_BUILDERS[block].split(":")
             return getattr(importlib.import_module(module_name), function_name)(values, name=set_name)
-        build = getattr(parser, "from_dict", None) or getattr(parser, "from_mapping")
+        build = getattr(parser, "from_dict", None) or parser.from_mapping
         return build(values)
     except ConfigError as exc:
         raise ConfigError(f"parameters block '{block}': {exc}") from exc
@@ -414,7 +414,7 @@ def _plain(value: Any) -> Any:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _flag_name(field_name: str) -> str:

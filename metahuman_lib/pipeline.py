@@ -24,14 +24,15 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from metahuman_lib._io import atomic_write_json, read_json, sha256_file
+from metahuman_lib._io import atomic_write_json, sha256_file
 from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.parameters import RunParameters
 from metahuman_lib.profile import Profile, make_run_label
+from metahuman_lib.registry import run_lock
 from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
 
 NOTEBOOKS_ENV_VAR = "METAHUMAN_NOTEBOOKS"
@@ -188,7 +189,7 @@ def run_cycle(
                    _notebooks_dir(notebooks_dir, pipeline_params), progress, say, pipeline_params)
     for step in steps:
         notebook_path(ctx.notebooks_dir, step)
-    with run_lock(profile, run_dir.name):
+    with run_lock(profile, run_dir.name):  # registry's profile lock: one run at a time
         _start_cycle(ctx, steps, resumed)
         error = None
         try:
@@ -555,29 +556,3 @@ def _kernel_environment() -> Iterator[None]:
             os.environ.pop("PLOTLY_RENDERER", None)
         else:
             os.environ["PLOTLY_RENDERER"] = saved
-
-
-@contextlib.contextmanager
-def run_lock(profile: Profile, holder: str) -> Iterator[None]:
-    """Hold the profile's run lock; a second run is refused with a message naming the first."""
-    from filelock import FileLock, Timeout
-
-    profile.out_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(profile.lock_path), timeout=0)
-    info_path = profile.lock_path.with_name(profile.lock_path.name + ".holder.json")
-    try:
-        lock.acquire()
-    except Timeout:
-        holder_info = read_json(info_path) if info_path.exists() else {}
-        raise PipelineStepError(
-            f"Another run of profile {profile.username!r} is in progress "
-            f"(run {holder_info.get('holder', 'unknown')}, pid {holder_info.get('pid', '?')}, "
-            f"since {holder_info.get('since', '?')}); wait for it to finish."
-        ) from None
-    try:
-        atomic_write_json(info_path, {"holder": holder, "pid": os.getpid(),
-                                      "since": datetime.now(timezone.utc).isoformat()})
-        yield
-    finally:
-        info_path.unlink(missing_ok=True)
-        lock.release()

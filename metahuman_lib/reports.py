@@ -34,7 +34,7 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 SECRET_PLACEHOLDER = "[secret removed]"
 REDACTED_NOTE = "[output removed: it quotes memory text (redacted report)]"
-SECRET_ENV_PATTERN = re.compile(r"(API_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY)", re.I)
+SECRET_ENV_PATTERN = re.compile(r"(API_KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY)", re.IGNORECASE)
 _SHINGLE_WORDS = 6
 _MIN_WHOLE_TEXT_CHARS = 12
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -201,7 +201,7 @@ def plotly_script() -> str:
 
 def strip_external_scripts(page: str) -> str:
     """Remove any ``<script src="http...">`` a template or output may have added."""
-    return re.sub(r"<script[^>]*\bsrc=[\"']?(https?:)?//[^>]*>\s*</script>", "", page, flags=re.I)
+    return re.sub(r"<script[^>]*\bsrc=[\"']?(https?:)?//[^>]*>\s*</script>", "", page, flags=re.IGNORECASE)
 
 
 def _template_loader() -> Any:
@@ -400,7 +400,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     selection = manifest.get("selection", {})
     metrics = _metrics(run_dir)
     counts = _get(selection, "counts") or {}
-    loss = lambda when, split: _number(_get(metrics, when, split, "loss"))  # noqa: E731
+    loss = lambda when, split: _number(_get(metrics, when, split, "loss"))
     recent_before, recent_after = loss("before", "eval_recent"), loss("after", "eval_recent")
     old_before, old_after = loss("before", "eval_old"), loss("after", "eval_old")
     training = manifest.get("training", {})
@@ -413,10 +413,10 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "kind": cycle.get("kind", params.get("kind")),
         "parameters": params.get("name"),
         "status": cycle.get("status", "unknown"),
-        "train_samples": _first(_number(_get(counts, "train")), _number(_get(counts, "selected")),
-                                _number(_get(counts, "total")), _count_lines(run_dir / "dataset.jsonl")),
-        "recent_samples": _first(_number(_get(counts, "recent_selected")), _number(_get(counts, "recent"))),
-        "old_samples": _first(_number(_get(counts, "old_selected")), _number(_get(counts, "old"))),
+        "train_samples": _first(_number(_get(counts, "train_samples")),
+                                _count_lines(run_dir / "dataset.jsonl")),
+        "recent_samples": _number(_get(counts, "recent_selected")),
+        "old_samples": _number(_get(counts, "old_selected")),
         "recent_loss_before": recent_before,
         "recent_loss_after": recent_after,
         "learning": _delta(recent_before, recent_after, sign=-1),
@@ -429,11 +429,20 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "cost_actual": _first(_number(_get(training, "cost", "actual_usd")),
                               _number(_get(training, "actual", "cost_usd")),
                               _number(_get(training, "actual_cost_usd"))),
-        "gate": _first(_get(evaluation, "gate", "decision"), _get(evaluation, "decision")),
-        "version": _first(_get(registry, "version"), _get(registry, "registered_version")),
+        "gate": _gate_word(evaluation),
+        "version": _get(registry, "version"),
+        "registry_status": _get(registry, "status"),
         "days_recent": _get(params, "blocks", "selection", "days_recent"),
         "error": cycle.get("error"),
     }
+
+
+def _gate_word(evaluation: Mapping[str, Any]) -> str | None:
+    """``passed`` / ``rejected`` from the evaluation section (issue 7's gate decision)."""
+    passed = _get(evaluation, "passed")
+    if passed is None:
+        return None
+    return "passed" if passed else "rejected"
 
 
 def _delta(before: float | None, after: float | None, *, sign: int) -> float | None:
@@ -529,8 +538,12 @@ def _gates_section(manifest: Mapping[str, Any]) -> str:
 
 
 def _gate_rows(section: Any) -> list[dict[str, Any]]:
-    """Gate decisions a step recorded: ``gates`` lists or a ``gate`` object."""
+    """Gate decisions a step recorded: ``checks`` (the promotion gate), ``gates`` lists or maps."""
     found = []
+    for check in _get(section, "checks") or []:
+        if isinstance(check, Mapping):
+            found.append({"gate": check.get("name"), "result": "pass" if check.get("passed") else "fail",
+                          "reason": check.get("detail")})
     gates = _first(_get(section, "gates"), _get(section, "quality", "gates"))
     if isinstance(gates, Mapping):
         gates = [{"gate": k, **(v if isinstance(v, Mapping) else {"result": v})} for k, v in gates.items()]
@@ -598,9 +611,9 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
                      "gate": summary["gate"], "version": summary["version"],
                      "cost (USD)": cost, "cumulative (USD)": round(cumulative, 4)})
     annual = projected_annual_cost(summaries, runs_per_year)
-    sections = [f'<p class="note">Profile {html.escape(profile.username)}: {len(summaries)} run(s). '
-                "Learning = drop of the held-out recent loss; forgetting = rise of the old-probe loss "
-                "(both relative to the model the run started from).</p>",
+    sections = [(f'<p class="note">Profile {html.escape(profile.username)}: {len(summaries)} run(s). '
+                 "Learning = drop of the held-out recent loss; forgetting = rise of the old-probe loss "
+                 "(both relative to the model the run started from).</p>"),
                 "<h2>Runs</h2>" + html_table(rows),
                 "<h2>Cost</h2>" + html_table([{"cumulative (USD)": round(cumulative, 4),
                                                "projected annual (USD)": annual}])]

@@ -22,24 +22,24 @@ _PARAMETERS = {
 
 _BODY = {
     "a_prepare": [
-        "from pathlib import Path\n"
-        "Path(run_dir, 'prepared.txt').write_text(f'{seed} {now}')\n"
-        "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('a\\n')",
-        "import plotly.graph_objects as go\n"
-        "go.Figure(go.Bar(x=['recent', 'old'], y=[3, 4]))",
+        ("from pathlib import Path\n"
+         "Path(run_dir, 'prepared.txt').write_text(f'{seed} {now}')\n"
+         "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('a\\n')"),
+        ("import plotly.graph_objects as go\n"
+         "go.Figure(go.Bar(x=['recent', 'old'], y=[3, 4]))"),
         "print('the quick brown fox jumps over the lazy dog every single day')",
     ],
     "b_gate": [
-        "from pathlib import Path\n"
-        "from metahuman_lib.errors import PipelineStepError\n"
-        "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('b\\n')\n"
-        "if Path(root, 'FAIL').exists():\n"
-        "    raise PipelineStepError('quality gate failed: short samples 93.0% >= 60%')\n"
-        "Path(run_dir, 'trained.txt').write_text('dry' if dry_run else 'trained')",
+        ("from pathlib import Path\n"
+         "from metahuman_lib.errors import PipelineStepError\n"
+         "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('b\\n')\n"
+         "if Path(root, 'FAIL').exists():\n"
+         "    raise PipelineStepError('quality gate failed: short samples 93.0% >= 60%')\n"
+         "Path(run_dir, 'trained.txt').write_text('dry' if dry_run else 'trained')"),
     ],
     "c_after": [
-        "from pathlib import Path\n"
-        "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('c\\n')",
+        ("from pathlib import Path\n"
+         "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('c\\n')"),
     ],
 }
 

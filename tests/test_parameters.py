@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -19,7 +19,7 @@ from metahuman_lib.parameters import (
     resolve_parameters,
 )
 
-NOW = datetime(2025, 12, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
 
 _SETS = {
     "foundation": "selection:\n  days_recent: null\n  old_samples: 0\n",
@@ -79,7 +79,7 @@ def test_base_model_seed_and_now_are_honoured(param_dir: Path) -> None:
     params = _resolve(param_dir, monthly=True, base_model="Qwen/Qwen3-14B", seed=7, now="2026-01-02")
     assert params.raw["training"]["base_model"] == "Qwen/Qwen3-14B"
     assert params.seed == 7
-    assert params.now == datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert params.now == datetime(2026, 1, 2, tzinfo=UTC)
     assert params.flags == ("--monthly", "--base-model", "--seed", "--now")
 
 
@@ -91,8 +91,8 @@ def test_defaults_seed_zero_and_callers_now(param_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"monthly": True, "days_recent": 14}, r"--monthly means --days-recent 30 --old-samples 3000; "
-                                               r"pass either --monthly or --days-recent, not both\."),
+        ({"monthly": True, "days_recent": 14}, (r"--monthly means --days-recent 30 --old-samples 3000; "
+                                                r"pass either --monthly or --days-recent, not both\.")),
         ({"monthly": True, "old_samples": 10, "days_recent": 3},
          r"pass either --monthly or --days-recent / --old-samples, not both"),
         ({"monthly": True, "params": "biweekly"}, r"--monthly selects the 'monthly' parameter set"),
@@ -146,9 +146,9 @@ def test_report_block_is_parsed_by_its_dataclass(param_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("2025-12-01", datetime(2025, 12, 1, tzinfo=timezone.utc)),
-        ("2025-12-01T10:30:00Z", datetime(2025, 12, 1, 10, 30, tzinfo=timezone.utc)),
-        ("2025-12-01T12:30:00+02:00", datetime(2025, 12, 1, 10, 30, tzinfo=timezone.utc)),
+        ("2025-12-01", datetime(2025, 12, 1, tzinfo=UTC)),
+        ("2025-12-01T10:30:00Z", datetime(2025, 12, 1, 10, 30, tzinfo=UTC)),
+        ("2025-12-01T12:30:00+02:00", datetime(2025, 12, 1, 10, 30, tzinfo=UTC)),
     ],
 )
 def test_parse_now(value: str, expected: datetime) -> None:
@@ -183,8 +183,8 @@ def test_cli_show_parameters(param_dir: Path, monkeypatch: pytest.MonkeyPatch, c
     [
         (["--monthly", "--days-recent", "14"], "error: --monthly means --days-recent 30"),
         (["--backend", "cloud"], "error: Unknown backend 'cloud'; available backends: local, runpod."),
-        (["--resume", "/tmp/x", "--monthly"], "error: --resume continues a run with the parameters it "
-                                              "started with; drop --monthly."),
+        (["--resume", "/tmp/x", "--monthly"], ("error: --resume continues a run with the parameters it "
+                                               "started with; drop --monthly.")),
     ],
 )
 def test_cli_conflicts_exit_2_with_one_line(param_dir: Path, monkeypatch: pytest.MonkeyPatch,

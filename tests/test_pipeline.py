@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from _helpers_pipeline import FAKE_STEPS, write_fake_notebooks
 
-from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.errors import ConfigError, PipelineStepError, RegistryError
 from metahuman_lib.parameters import CycleFlags, resolve_parameters
 from metahuman_lib.pipeline import (
     check_parameters,
     failure_reason,
     find_resumable_run,
     run_cycle,
-    run_lock,
 )
 from metahuman_lib.profile import Profile
+from metahuman_lib.registry import run_lock
 from metahuman_lib.runfolder import read_manifest
-from _helpers_pipeline import FAKE_STEPS, write_fake_notebooks
 
-NOW = datetime(2025, 12, 1, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +112,10 @@ def test_dry_run_prepares_but_skips_steps_that_need_a_model(tmp_path: Path, note
 def test_a_second_run_of_the_same_profile_is_refused(tmp_path: Path, notebooks: Path,
                                                       param_dir: Path) -> None:
     profile = _profile(tmp_path)
-    with run_lock(profile, "2025-12-01-090000-abcdef"):
-        with pytest.raises(PipelineStepError, match=r"Another run of profile 'tester' is in progress "
-                                                    r"\(run 2025-12-01-090000-abcdef, pid \d+"):
-            run_cycle(profile, _params(param_dir), backend="local", now=NOW, steps=FAKE_STEPS,
-                      notebooks_dir=notebooks, progress=False)
+    busy = r"Profile 'tester' is busy: run 2025-12-01-090000-abcdef \(pid \d+, started "
+    with run_lock(profile, "2025-12-01-090000-abcdef"), pytest.raises(RegistryError, match=busy):
+        run_cycle(profile, _params(param_dir), backend="local", now=NOW, steps=FAKE_STEPS,
+                  notebooks_dir=notebooks, progress=False)
     assert not (profile.root / "trace.txt").exists()
 
 

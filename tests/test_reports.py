@@ -113,9 +113,13 @@ def _fake_run(profile: Profile, label: str, *, kind: str, days: int | None, cost
         manifest["cycle"] = {"status": status, "kind": kind, "backend": "local", "dry_run": False,
                              "parameters": {"name": kind, "now": f"{label[:10]}T00:00:00Z", "seed": 0,
                                             "kind": kind, "flags": [], "blocks": blocks}}
-        manifest["selection"] = {"counts": {"train": 400, "recent_selected": 100, "old_selected": 300}}
+        manifest["selection"] = {"counts": {"train_samples": 400, "recent_selected": 100,
+                                            "old_selected": 300}}
         manifest["training"] = {"cost": {"estimate_usd": cost * 1.1, "actual_usd": cost}}
-        manifest["evaluation"] = {"gate": {"decision": "promoted", "reason": "recent loss improved"}}
+        manifest["evaluation"] = {"passed": True, "reasons": ["recent loss improved"], "checks": [
+            {"name": "learning", "passed": True, "detail": "recent loss improved"}]}
+        manifest["registry"] = {"version": 1 if kind == "foundation" else 2, "status": "promoted",
+                                "promoted": True}
         manifest["steps"] = {"03_training_launch": {"title": "Training", "status": status,
                                                     "report": "reports/03_training_launch.html"}}
 

@@ -64,3 +64,7 @@ from metahuman_lib.cli import cycle as _cycle  # noqa: E402
 
 app.command("fine-tune-cycle")(_cycle.fine_tune_cycle)
 app.command("demo")(_cycle.demo)
+
+from metahuman_lib.cli import registry as _registry_cli
+
+app.add_typer(_registry_cli.app, name="registry")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -29,7 +29,7 @@ def fine_tune_cycle(
     now: str | None = typer.Option(None, "--now", help="Run as of this UTC date/time (ISO 8601)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Do everything but training."),
     redact: bool = typer.Option(False, "--redact", help="Reports without memory text."),
-    resume: Path | None = typer.Option(None, "--resume", help="Resume this run folder from its failed step."),
+    resume: str | None = typer.Option(None, "--resume", help="Resume this run folder from its failed step."),
     new_run: bool = typer.Option(False, "--new-run", help="Start a new run even when the latest run "
                                  "with the same parameters is unfinished."),
     show_parameters: bool = typer.Option(False, "--show-parameters", help="Print the resolved "
@@ -46,7 +46,7 @@ def fine_tune_cycle(
 
     if backend not in ("local", "runpod"):
         raise ConfigError(f"Unknown backend {backend!r}; available backends: local, runpod.")
-    wall_now = datetime.now(timezone.utc)
+    wall_now = datetime.now(UTC)
     flags = CycleFlags(params=params, monthly=monthly, days_recent=days_recent, old_samples=old_samples,
                        max_samples=max_samples, mode=mode, base_model=base_model, seed=seed, now=now)
     if resume is not None and flags.given():
@@ -58,7 +58,7 @@ def fine_tune_cycle(
         return
     profile = _profile(username, root)
     result = run_cycle(profile, run_params, backend=backend, now=run_params.now, dry_run=dry_run,
-                       redact=redact or _report_redact(run_params), resume_run=resume,
+                       redact=redact or _report_redact(run_params), resume_run=Path(resume) if resume else None,
                        progress=not quiet and sys.stderr.isatty(), echo=typer.echo,
                        auto_resume=not new_run)
     typer.echo(f"Run {result.run_dir.name}: {result.status}")
