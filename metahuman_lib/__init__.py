@@ -18,6 +18,15 @@ from metahuman_lib.errors import (
 )
 from metahuman_lib.profile import Profile, make_run_label, resolve_root, validate_username
 from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
+from metahuman_lib.memory import (
+    SKIP_REASONS,
+    LoadReport,
+    MemorySummary,
+    SkippedFile,
+    load_memories,
+    summarize_memories,
+)
+from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
 
 __all__ = [
     "BackendError",
@@ -34,4 +43,13 @@ __all__ = [
     "resolve_root",
     "validate_username",
     "write_samples_jsonl",
+    "DEMO_END",
+    "SKIP_REASONS",
+    "LoadReport",
+    "MemorySummary",
+    "SkippedFile",
+    "load_memories",
+    "resolve_profile",
+    "summarize_memories",
+    "write_demo_profile",
 ]

@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,8 @@ SKIP_REASONS: dict[str, str] = {
 }
 """Every reason a file can be skipped for, with what it means (see docs/memory-format.md)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _MIN_TS = datetime(1678, 1, 1, tzinfo=UTC)  # datetime64[ns] range
 _MAX_TS = datetime(2261, 12, 31, tzinfo=UTC)
-_STR_LIST_FIELDS = ("tags", "entities")
 
 
 @dataclass(frozen=True)
@@ -178,6 +176,18 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 _STR_COLUMNS = frozenset({"id", "type", "mode", "mode_source", "content", "path"})
+_NUMBER_TYPES = (int, float)
+_IS_STR = str.__instancecheck__
+_MODE_SET = frozenset(MODES)
+_MIN_SECONDS = _MIN_TS.timestamp()
+_MAX_SECONDS = _MAX_TS.timestamp()
+
+Row = tuple[Any, ...]
+"""One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
+
+
+_SORT_KEY = itemgetter(1, 0)
+_FIRST_READ = 1 << 16
 
 
 class _Skip(Exception):
@@ -189,31 +199,78 @@ class _Skip(Exception):
         self.detail = detail
 
 
-class _Columns:
-    """Column lists filled one memory at a time, turned into a DataFrame once."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, list[Any]] = {name: [] for name in MEMORY_COLUMNS}
-        self.seen_ids: dict[str, str] = {}
-
-    def frame(self) -> pd.DataFrame:
-        data: dict[str, Any] = {}
-        for name, values in self.values.items():
-            if name == "timestamp":
-                micros = np.array(values, dtype="int64").astype("datetime64[us]")
-                data[name] = pd.DatetimeIndex(micros).tz_localize("UTC").as_unit("ns")
-            elif name == "importance":
-                data[name] = np.array(values, dtype="float64")
-            elif name in _STR_COLUMNS:
-                data[name] = pd.Series(values, dtype="str")
-            else:
-                data[name] = pd.Series(values, dtype=object)
-        frame = pd.DataFrame(data)
-        return frame.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+def _frame(rows: list[Row]) -> pd.DataFrame:
+    """The memories table from row tuples (sorted in place by time, then id), one typed column
+    at a time."""
+    rows.sort(key=_SORT_KEY)
+    data: dict[str, Any] = {}
+    for index, name in enumerate(MEMORY_COLUMNS):
+        values = list(map(itemgetter(index), rows))
+        if name == "timestamp":
+            micros = np.array(values, dtype="int64").astype("datetime64[us]")
+            data[name] = pd.DatetimeIndex(micros).tz_localize("UTC").as_unit("ns")
+        elif name == "importance":
+            data[name] = np.array(values, dtype="float64")
+        elif name in _STR_COLUMNS:
+            data[name] = pd.Series(values, dtype="str")
+        else:
+            data[name] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
 
 
-def _check_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+def _is_str_list(value: Any) -> bool:
+    return type(value) is list and all(map(_IS_STR, value))
+
+
+def _utc_micros(value: Any) -> int | None:
+    """UTC microseconds since the epoch of an ISO 8601 timestamp; None when it is not one."""
+    if type(value) is not str or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    seconds = parsed.timestamp()
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        return None
+    return round(seconds * 1_000_000)
+
+
+def _fast_row(obj: dict[str, Any], rel: str, category: str | None) -> Row | None:
+    """The row of a well-formed memory, or None when anything needs a closer look.
+
+    This is the hot path of a load: one ``get`` per field, exact type checks (orjson only
+    makes exact ``str``/``list``/``dict``/``int``/``float``) and no helper calls that a
+    100k-file load would pay for. :func:`_validate` explains failures.
+    """
+    get = obj.get
+    memory_id, content, memory_type = get("id"), get("content"), get("type")
+    response, metadata, tags, entities = get("response"), get("metadata"), get("tags"), get("entities")
+    importance, user_id = get("importance"), get("userId")
+    if not (type(memory_id) is str and memory_id
+            and type(content) is str and content and not content.isspace()
+            and (memory_type is None or type(memory_type) is str)
+            and (response is None or type(response) is str)
+            and (metadata is None or type(metadata) is dict)
+            and (tags is None or (type(tags) is list and all(map(_IS_STR, tags))))
+            and (entities is None or (type(entities) is list and all(map(_IS_STR, entities))))
+            and (importance is None or type(importance) in _NUMBER_TYPES)
+            and (user_id is None or type(user_id) is str)):
+        return None
+    micros = _utc_micros(get("timestamp"))
+    if micros is None:
+        return None
+    memory_type = memory_type or DEFAULT_TYPE
+    declared = metadata.get("cognitiveMode") if metadata else None
+    if declared in _MODE_SET:
+        mode, source = declared, "metadata"
+    else:
+        mode, source = TYPE_MODES.get(memory_type, "emulation"), "type"
+    return (memory_id, micros, memory_type, mode, source, content, response, tags or [],
+            entities or [], DEFAULT_IMPORTANCE if importance is None else float(importance),
+            user_id, metadata or {}, category, rel)
 
 
 def _wrong_type(name: str, expected: str, value: Any) -> _Skip:
@@ -250,56 +307,53 @@ def _timestamp(obj: dict[str, Any]) -> datetime:
     return stamp
 
 
-def _validate(obj: dict[str, Any], name: str) -> dict[str, Any]:
-    """The row values of one parsed memory; raises :class:`_Skip` with the first problem."""
-    memory_id = _memory_id(obj, name)
+def _validate(obj: dict[str, Any], rel: str, category: str | None) -> Row:
+    """The row of a memory the fast path refused, or :class:`_Skip` with the first problem.
+
+    Checks run in a fixed order (id, timestamp, field types, content) so a file with several
+    problems always gets the same reason. A missing id is taken from the file name.
+    """
+    memory_id = _memory_id(obj, rel.rsplit("/", 1)[-1])
     stamp = _timestamp(obj)
     content = _optional(obj, "content", str, "a string")
-    memory_type = _optional(obj, "type", str, "a string")
+    memory_type = _optional(obj, "type", str, "a string") or DEFAULT_TYPE
     response = _optional(obj, "response", str, "a string")
-    lists = {}
-    for field_name in _STR_LIST_FIELDS:
+    lists = []
+    for field_name in ("tags", "entities"):
         value = obj.get(field_name)
-        if value is not None and not _check_str_list(value):
+        if value is not None and not _is_str_list(value):
             raise _Skip("wrong_field_type", f"'{field_name}' must be a list of strings")
-        lists[field_name] = value or []
-    importance = _optional(obj, "importance", (int, float), "a number")
+        lists.append(value or [])
+    importance = _optional(obj, "importance", _NUMBER_TYPES, "a number")
     user_id = _optional(obj, "userId", str, "a string")
-    metadata = _optional(obj, "metadata", dict, "an object")
+    metadata = _optional(obj, "metadata", dict, "an object") or {}
     if content is None or not content.strip():
         raise _Skip("empty_content", "'content' is missing or blank")
-    return {
-        "id": memory_id,
-        "timestamp": (stamp - _EPOCH) // _MICROSECOND,
-        "type": memory_type or DEFAULT_TYPE,
-        "content": content,
-        "response": response,
-        "tags": lists["tags"],
-        "entities": lists["entities"],
-        "importance": DEFAULT_IMPORTANCE if importance is None else float(importance),
-        "user_id": user_id,
-        "metadata": metadata or {},
-    }
+    mode, source = memory_mode(memory_type, metadata)
+    return (memory_id, round(stamp.timestamp() * 1_000_000), memory_type, mode, source, content, response, lists[0],
+            lists[1], DEFAULT_IMPORTANCE if importance is None else float(importance),
+            user_id, metadata, category, rel)
 
 
 def _read_limited(path: str, max_file_bytes: int) -> bytes | None:
     """The file's bytes, or None when it is larger than ``max_file_bytes``.
 
-    Raw ``os.open``/``os.read`` avoid the buffered-file overhead of ``open()``; one read of
-    ``size + 1`` bytes normally returns the whole file and proves the end was reached.
+    Raw ``os.open``/``os.read`` avoid the buffered-file overhead of ``open()``. A memory is
+    almost always smaller than the first read, and a short read of a regular file means its
+    end was reached, so most files cost three system calls (no ``fstat``).
     """
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        if size > max_file_bytes:
-            return None
-        data = os.read(fd, size + 1)
-        if len(data) <= size:
+        first = min(_FIRST_READ, max_file_bytes + 1)
+        data = os.read(fd, first)
+        if len(data) < first:
             return data
+        if os.fstat(fd).st_size > max_file_bytes:
+            return None
         chunks = [data]
         total = len(data)
         while total <= max_file_bytes:
-            chunk = os.read(fd, 1 << 16)
+            chunk = os.read(fd, 1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -309,100 +363,82 @@ def _read_limited(path: str, max_file_bytes: int) -> bytes | None:
         os.close(fd)
 
 
-class _Loader:
-    """One load: walks the tree, reads and validates files, collects rows and skips."""
+def _decode_problem(data: bytes, exc: Exception) -> _Skip:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return _Skip("not_utf8", f"invalid UTF-8 at byte {bad.start}")
+    return _Skip("invalid_json", str(exc).split("\n", 1)[0][:120])
 
-    def __init__(self, profile: Profile, max_file_bytes: int) -> None:
-        self.base = str(profile.episodic_dir)
-        self.profile_real = os.path.realpath(profile.profile_dir)
-        self.max_file_bytes = max_file_bytes
-        self.columns = _Columns()
+
+def _parse_file(path: str, rel: str, category: str | None, max_file_bytes: int) -> Row:
+    """Read, parse and check one ``*.json`` file; raise :class:`_Skip` when it is bad."""
+    try:
+        data = _read_limited(path, max_file_bytes)
+    except OSError as exc:
+        raise _Skip("unreadable", exc.strerror or type(exc).__name__) from exc
+    if data is None:
+        raise _Skip("too_large", f"larger than {max_file_bytes} bytes")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise _decode_problem(data, exc) from exc
+    if type(obj) is not dict:
+        raise _Skip("not_object", f"the JSON value is a {type(obj).__name__}")
+    return _fast_row(obj, rel, category) or _validate(obj, rel, category)
+
+
+class _Walk:
+    """The episodic tree in path order: memory files to read, and files skipped on sight."""
+
+    def __init__(self, base: str, profile_dir: str) -> None:
+        self.profile_real = os.path.realpath(profile_dir)
+        self.visited = {os.path.realpath(base)}
+        self.files: list[tuple[str, str, str | None]] = []
         self.skipped: list[SkippedFile] = []
         self.files_seen = 0
-        self.visited_dirs: set[str] = set()
-
-    def skip(self, rel: str, reason: str, detail: str = "") -> None:
-        self.skipped.append(SkippedFile(rel, reason, detail))
 
     def walk(self, folder: str, rel_prefix: str, category: str | None) -> None:
-        real = os.path.realpath(folder)
-        if real in self.visited_dirs:
-            return
-        self.visited_dirs.add(real)
         with os.scandir(folder) as iterator:
             entries = sorted(iterator, key=lambda entry: entry.name)
         for entry in entries:
             rel = rel_prefix + entry.name
-            if entry.is_symlink() and not self._inside_profile(entry.path):
-                self.files_seen += 1
-                self.skip(rel, "symlink_outside_profile",
-                          f"links to {os.path.realpath(entry.path)}")
-            elif entry.is_dir():
-                sub_category = category
-                if rel_prefix == "" and not (entry.name.isdigit() and len(entry.name) == 4):
-                    sub_category = entry.name
-                self.walk(entry.path, rel + "/", sub_category)
+            if entry.is_symlink():
+                self._follow_link(entry, rel, rel_prefix, category)
+            elif entry.is_dir(follow_symlinks=False):
+                self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
             else:
-                self.files_seen += 1
-                self.load_file(entry.path, entry.name, rel, category)
+                self._file(entry.path, entry.name, rel, category)
 
-    def _inside_profile(self, path: str) -> bool:
-        target = os.path.realpath(path)
-        return target == self.profile_real or target.startswith(self.profile_real + os.sep)
+    def _follow_link(self, entry: os.DirEntry[str], rel: str, rel_prefix: str,
+                     category: str | None) -> None:
+        target = os.path.realpath(entry.path)
+        if not (target == self.profile_real or target.startswith(self.profile_real + os.sep)):
+            self.files_seen += 1
+            self.skipped.append(SkippedFile(rel, "symlink_outside_profile", f"links to {target}"))
+        elif os.path.isdir(target):
+            if target not in self.visited:  # a link to a folder already walked would loop
+                self.visited.add(target)
+                self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
+        else:
+            self._file(entry.path, entry.name, rel, category)
 
-    def load_file(self, path: str, name: str, rel: str, category: str | None) -> None:
-        if not name.endswith(".json"):
-            if name.endswith(".json.enc"):
-                self.skip(rel, "encrypted", "encrypted memory (AES-256); no key to read it")
-            else:
-                self.skip(rel, "not_memory_file", "not a *.json or *.json.enc file")
-            return
-        try:
-            data = _read_limited(path, self.max_file_bytes)
-        except OSError as exc:
-            self.skip(rel, "unreadable", exc.strerror or type(exc).__name__)
-            return
-        if data is None:
-            self.skip(rel, "too_large", f"larger than {self.max_file_bytes} bytes")
-            return
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            self._skip_decode_error(rel, data, exc)
-            return
-        if not isinstance(obj, dict):
-            self.skip(rel, "not_object", f"the JSON value is a {type(obj).__name__}")
-            return
-        try:
-            fields = _validate(obj, name)
-        except _Skip as problem:
-            self.skip(rel, problem.reason, problem.detail)
-            return
-        self._add_row(fields, rel, category)
+    def _file(self, path: str, name: str, rel: str, category: str | None) -> None:
+        self.files_seen += 1
+        if name.endswith(".json"):
+            self.files.append((path, rel, category))
+        elif name.endswith(".json.enc"):
+            self.skipped.append(SkippedFile(rel, "encrypted",
+                                            "encrypted memory (AES-256); no key to read it"))
+        else:
+            self.skipped.append(SkippedFile(rel, "not_memory_file", "not a *.json or *.json.enc file"))
 
-    def _skip_decode_error(self, rel: str, data: bytes, exc: Exception) -> None:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            self.skip(rel, "not_utf8", f"invalid UTF-8 at byte {bad.start}")
-            return
-        self.skip(rel, "invalid_json", str(exc).split("\n", 1)[0][:120])
 
-    def _add_row(self, fields: dict[str, Any], rel: str, category: str | None) -> None:
-        memory_id = fields["id"]
-        first = self.columns.seen_ids.get(memory_id)
-        if first is not None:
-            self.skip(rel, "duplicate_id", f"id {memory_id!r} already loaded from {first}")
-            return
-        self.columns.seen_ids[memory_id] = rel
-        mode, source = memory_mode(fields["type"], fields["metadata"])
-        values = self.columns.values
-        fields["mode"] = mode
-        fields["mode_source"] = source
-        fields["category"] = category
-        fields["path"] = rel
-        for name, column in values.items():
-            column.append(fields[name])
+def _category(rel_prefix: str, name: str, category: str | None) -> str | None:
+    """A top-level folder that is not a year (``reflections``, ``dreams``, ...) is a category."""
+    if rel_prefix == "" and not (len(name) == 4 and name.isdigit()):
+        return name
+    return category
 
 
 def load_memories(
@@ -416,19 +452,79 @@ def load_memories(
 
     Returns:
         The memories table (columns :data:`MEMORY_COLUMNS`, sorted by timestamp then id) and a
-        :class:`LoadReport` naming every skipped file and its reason.
+        :class:`LoadReport` naming every skipped file and its reason. When two files share an
+        id, the first in path order is kept and the other is skipped as ``duplicate_id``.
 
     Raises:
         ProfileError: the profile's episodic folder does not exist (one line naming it).
     """
     profile.require_exists()
-    loader = _Loader(profile, max_file_bytes)
-    loader.walk(loader.base, "", None)
-    frame = loader.columns.frame()
-    report = LoadReport(
-        episodic_dir=profile.episodic_dir,
-        files_seen=loader.files_seen,
-        loaded=len(frame),
-        skipped=tuple(sorted(loader.skipped, key=lambda item: item.path)),
-    )
+    walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
+    walk.walk(str(profile.episodic_dir), "", None)
+    rows: list[Row] = []
+    skipped = walk.skipped
+    first_path: dict[str, str] = {}
+    for path, rel, category in walk.files:
+        try:
+            row = _parse_file(path, rel, category, max_file_bytes)
+        except _Skip as problem:
+            skipped.append(SkippedFile(rel, problem.reason, problem.detail))
+            continue
+        kept = first_path.setdefault(row[0], rel)
+        if kept != rel:
+            skipped.append(SkippedFile(rel, "duplicate_id", f"id {row[0]!r} already loaded from {kept}"))
+            continue
+        rows.append(row)
+    frame = _frame(rows)
+    report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
+                        tuple(sorted(skipped, key=lambda item: item.path)))
     return frame, report
+
+
+@dataclass(frozen=True)
+class MemorySummary:
+    """Counts that describe a loaded profile (what ``metahuman load`` prints).
+
+    Attributes:
+        total: memories loaded.
+        first, last: the oldest and newest timestamp (None when empty).
+        by_type, by_mode, by_month, by_category: memories per value, largest first
+            (``by_month`` in calendar order, UTC ``YYYY-MM``; ``by_category`` uses ``-`` for
+            memories in plain date folders).
+        skipped: skipped files per reason (see :data:`SKIP_REASONS`).
+        files_seen: every file the walk met.
+    """
+
+    total: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    by_type: dict[str, int]
+    by_mode: dict[str, int]
+    by_month: dict[str, int]
+    by_category: dict[str, int]
+    skipped: dict[str, int]
+    files_seen: int
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    counts = values.value_counts(dropna=False)
+    pairs = sorted(((str(key), int(count)) for key, count in counts.items()),
+                   key=lambda kv: (-kv[1], kv[0]))
+    return dict(pairs)
+
+
+def summarize_memories(memories: pd.DataFrame, report: LoadReport) -> MemorySummary:
+    """Counts by type, mode, month and category, plus the skipped files by reason."""
+    stamps = memories["timestamp"]
+    months = stamps.dt.strftime("%Y-%m")
+    return MemorySummary(
+        total=len(memories),
+        first=stamps.min() if len(memories) else None,
+        last=stamps.max() if len(memories) else None,
+        by_type=_counts(memories["type"]),
+        by_mode=_counts(memories["mode"]),
+        by_month={str(k): int(v) for k, v in months.value_counts().sort_index().items()},
+        by_category=_counts(memories["category"].fillna("-")),
+        skipped=report.counts_by_reason(),
+        files_seen=report.files_seen,
+    )

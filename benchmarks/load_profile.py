@@ -1,0 +1,89 @@
+"""Benchmark: load a 100k-memory profile with a warm page cache.
+
+Builds the profile once under ``benchmarks/.cache/`` (the demo generator, seed 0), reads every
+file once to warm the page cache, then times ``load_memories`` a few times and prints the best
+and median wall time, memories per second and the peak Python memory of one load.
+
+Run: ``python benchmarks/load_profile.py [--memories 100000] [--repeat 3]``.
+Target (issue 2): 100k memories in under 3 s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from metahuman_lib.demo import MARKER_NAME, write_demo_profile
+from metahuman_lib.memory import load_memories
+from metahuman_lib.profile import Profile
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def _profile(memories: int) -> Profile:
+    """The cached benchmark profile, written on first use (about a minute for 100k)."""
+    root = CACHE / f"load-{memories}"
+    profile = Profile(root, "bench")
+    if not (profile.profile_dir / MARKER_NAME).is_file():
+        print(f"building a {memories}-memory profile under {root} (once) ...", flush=True)
+        started = time.perf_counter()
+        months = max(6, memories // 2500)
+        write_demo_profile(root, "bench", memories=memories, months=months, seed=0, overwrite=True)
+        print(f"built in {time.perf_counter() - started:.1f} s", flush=True)
+    return profile
+
+
+def _warm(profile: Profile) -> int:
+    """Read every file once so the timed loads hit the page cache; return the byte count."""
+    total = 0
+    for folder, _dirs, files in os.walk(profile.episodic_dir):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                total += len(handle.read())
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--memories", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    profile = _profile(args.memories)
+    size = _warm(profile)
+    times, cpu_times = [], []
+    for _ in tqdm(range(args.repeat), desc="timed loads", leave=False):
+        gc.collect()
+        started, cpu_started = time.perf_counter(), time.process_time()
+        frame, report = load_memories(profile)
+        times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
+        del frame
+    gc.collect()
+    tracemalloc.start()
+    frame, report = load_memories(profile)
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    best, median = min(times), statistics.median(times)
+    print(f"profile: {report.files_seen} files, {size / 1e6:.1f} MB, {len(frame)} memories loaded, "
+          f"{len(report.skipped)} skipped")
+    print(f"load (warm cache, {args.repeat} runs): best {best:.2f} s, median {median:.2f} s, "
+          f"{len(frame) / best:,.0f} memories/s; CPU time best {min(cpu_times):.2f} s; "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes)")
+    print(f"peak Python memory of one load (tracemalloc): {peak / 2**20:.0f} MiB; "
+          f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"target: under 3 s for 100k -> {'met' if best < 3.0 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
