@@ -1,0 +1,528 @@
+"""Memories become clean chat samples: one per memory the person wrote or endorsed.
+
+Every memory with text the person wrote or endorsed yields a sample (MetaHuman OS used only
+prompt/response pairs, 79 of 2,181 memories: defect 5). A memory becomes one of four shapes:
+
+* ``pair``: the older chat shape, ``Me: "<message>"`` plus a ``response``;
+* ``dialogue``: the newer chat shape, ``User: ...`` / ``Assistant: ...`` turns in ``content``;
+* ``tool``: a tool invocation (agent mode): the instruction, the call and its result;
+* ``monologue``: anything else the person wrote (inner dialogue, reflections, dreams, journals,
+  observations, tasks, ...), answered in the first person after a short prompt for its type.
+
+Then every message is normalised, scrubbed of PII, its leading filler stripped (assistant text
+only), and the samples that are empty, too short or duplicates are dropped. Every memory that
+does not become a sample is listed in :attr:`CurationResult.dropped` with a snake_case reason
+from :data:`DROP_REASONS`. Answers are never cut to a word limit (defect 4).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from metahuman_lib._dedup import find_duplicates
+from metahuman_lib.errors import ConfigError
+from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
+from metahuman_lib.text_rules import (
+    SCRUB_KINDS,
+    may_hold_pii_batch,
+    normalise_text,
+    scrub_pii,
+    strip_leading_filler,
+)
+
+MODES: tuple[str, ...] = ("dual", "emulation", "agent")
+
+EXCLUDED_KINDS: dict[str, str] = {
+    "rejected_by_person": "the person rejected it (metadata.reinforcementSignal is -1)",
+    "feedback": "feedback about the persona (a 'feedback' tag or an operator_feedback memory)",
+    "summary": "a machine-written summary of other memories (type 'summary')",
+    "system_artefact": "a log line the system wrote (file reads and writes, searches, code approvals)",
+}
+"""Memories left out by default; :attr:`CurationOptions.include` lets any of them back in."""
+
+DROP_REASONS: dict[str, str] = {
+    **EXCLUDED_KINDS,
+    "other_mode": "its cognitive mode is not the one asked for (--mode)",
+    "empty_text": "nothing is left of the answer after cleaning",
+    "too_short": "the answer has fewer words than the minimum",
+    "exact_duplicate": "the same words as an earlier sample",
+    "near_duplicate": "almost the same words as an earlier sample (MinHash Jaccard >= threshold)",
+}
+"""Every reason a memory can be dropped for, with what it means (docs/curation.md)."""
+
+SYSTEM_ARTEFACT_TYPES = frozenset({"file_read", "file_write", "search", "code_approval",
+                                   "code_rejection"})
+SHAPES: tuple[str, ...] = ("pair", "dialogue", "tool", "monologue")
+
+TYPE_PROMPTS: dict[str, str] = {
+    "conversation": "What's on your mind?",
+    "chat": "What's on your mind?",
+    "inner_dialogue": "What are you thinking about right now?",
+    "reflection": "Take a moment to reflect. What comes to mind?",
+    "dream": "Tell me about a dream you had.",
+    "daydream": "What were you daydreaming about?",
+    "observation": "What did you notice?",
+    "journal": "Write a journal entry about your day.",
+    "action": "What did you just do?",
+    "task": "What do you need to get done?",
+    "fragment": "Jot down a quick note.",
+}
+DEFAULT_PROMPT = "Tell me something in your own words."
+"""The user message of a ``monologue`` sample: a short, natural prompt for the memory's type."""
+
+_MODE_FLAVOUR: dict[str, str] = {
+    "dual": "Think out loud in your own inner voice: reflect, wonder and dream the way {u} does.",
+    "emulation": "Talk with people the way {u} does, in {u}'s own words, tone and opinions.",
+    "agent": "When asked to get something done, choose the action or tool {u} would use and "
+             "report what happened.",
+}
+_INSTRUCTION_KEYS = ("instruction", "userMessage", "goal", "request", "prompt", "query", "task")
+_ME_SHAPE = re.compile(r'\s*Me:\s*"?(.*?)"?\s*\Z', re.DOTALL)
+_TURN = re.compile(r"^(User|Assistant|Me):[ \t]*", re.MULTILINE)
+_FILLER_START = re.compile(r"(?:okay|ok|alright|sure|so|let me|i['’]m just|as an? |certainly|"
+                           r"here['’]s what)", re.IGNORECASE)
+_ROLE_OF = {"User": "user", "Me": "user", "Assistant": "assistant"}
+
+
+def system_prompt(username: str, mode: str | None = None) -> str:
+    """The system message of every sample, and of the Ollama Modelfile built from the model.
+
+    Training text and inference template must match (defect 6), so training and Ollama both
+    call this function rather than writing their own text.
+
+    Args:
+        username: the person the persona speaks as.
+        mode: ``dual``, ``emulation`` or ``agent`` adds that mode's flavour; None gives the
+            mode-neutral base sentence.
+    """
+    base = (f"You are {username}'s digital personality extension. "
+            f"Speak naturally in first person as {username}.")
+    if mode is None:
+        return base
+    if mode not in _MODE_FLAVOUR:
+        raise ConfigError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+    return base + " " + _MODE_FLAVOUR[mode].format(u=username)
+
+
+def _suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass(frozen=True)
+class CurationOptions:
+    """How memories become samples.
+
+    Attributes:
+        username: the name in the system prompt; None takes the most common ``user_id`` of the
+            memories (or ``"me"`` when there is none).
+        mode: keep only memories of this cognitive mode (``dual``/``emulation``/``agent``).
+        scrub: replace emails, phones, API keys, tokens and card numbers (on by default, since
+            the dataset leaves the machine).
+        strip_filler: strip the spec's leading filler from assistant text.
+        dedup: drop exact and near duplicates.
+        near_dup_threshold: Jaccard similarity (3-word shingles) from which two samples are
+            near-duplicates; 1.0 keeps near-duplicates.
+        num_perm: MinHash permutations for near-duplicate candidates.
+        min_words: answers with fewer words are dropped as ``too_short``.
+        include: excluded kinds (keys of :data:`EXCLUDED_KINDS`) to keep anyway.
+    """
+
+    username: str | None = None
+    mode: str | None = None
+    scrub: bool = True
+    strip_filler: bool = True
+    dedup: bool = True
+    near_dup_threshold: float = 0.8
+    num_perm: int = 32
+    min_words: int = 3
+    include: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"Unknown mode {self.mode!r}: use one of {', '.join(MODES)}."
+                              + _suggest(str(self.mode), MODES))
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise ConfigError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}.")
+        if self.num_perm < 4 or self.num_perm > 256:
+            raise ConfigError(f"num_perm must be between 4 and 256, got {self.num_perm}.")
+        if self.min_words < 1:
+            raise ConfigError(f"min_words must be at least 1, got {self.min_words}.")
+        include = frozenset(self.include)
+        for kind in include:
+            if kind not in EXCLUDED_KINDS:
+                raise ConfigError(f"Unknown excluded kind {kind!r} in include: use "
+                                  f"{', '.join(EXCLUDED_KINDS)}." + _suggest(kind, tuple(EXCLUDED_KINDS)))
+        object.__setattr__(self, "include", include)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> CurationOptions:
+        """Build options from a parameters block (``curation:``); unknown keys raise ConfigError."""
+        names = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"Unknown curation option {key!r}: use one of {', '.join(names)}."
+                                  + _suggest(key, names))
+        data = dict(values)
+        if "include" in data:
+            data["include"] = frozenset(data["include"] or ())
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class CurationResult:
+    """What curation produced.
+
+    Attributes:
+        samples: the samples table (columns :data:`metahuman_lib.samples.SAMPLE_COLUMNS`).
+        dropped: one row per memory that yielded no sample: ``memory_id``, ``path``, ``type``,
+            ``reason`` (a key of :data:`DROP_REASONS`) and ``detail``.
+        stats: counts: ``memories``, ``kept``, ``dropped_<reason>`` for every reason,
+            ``duplicates_exact``, ``duplicates_near``, ``scrubbed_<kind>`` for every scrub kind
+            and ``scrubbed_total`` (in kept samples), ``filler_stripped``, ``shape_<shape>``.
+    """
+
+    samples: pd.DataFrame
+    dropped: pd.DataFrame
+    stats: dict[str, int]
+
+
+@dataclass
+class _Candidate:
+    """One memory on its way to becoming a sample."""
+
+    row: int
+    messages: list[dict[str, str]]
+    assistant_text: str
+    key_text: str
+    shape: str
+    scrubbed: dict[str, int]
+    filler_stripped: bool
+
+
+def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | None:
+    """The excluded kind of a memory, or None when it is the person's text."""
+    if metadata.get("reinforcementSignal") == -1:
+        return "rejected_by_person"
+    if memory_type == "operator_feedback" or (tags and "feedback" in tags):
+        return "feedback"
+    if memory_type == "summary":
+        return "summary"
+    if memory_type in SYSTEM_ARTEFACT_TYPES:
+        return "system_artefact"
+    return None
+
+
+def _unwrap_me(content: str) -> str:
+    """``Me: "<text>"`` -> ``<text>`` (the older chat shape's way of quoting the person)."""
+    if content.startswith("Me:") or content.lstrip().startswith("Me:"):
+        match = _ME_SHAPE.match(content)
+        if match:
+            return match.group(1)
+    return content
+
+
+def _dialogue_turns(content: str) -> list[tuple[str, str]] | None:
+    """``User: ...`` / ``Assistant: ...`` turns, merged per speaker; None when not a dialogue."""
+    if "Assistant:" not in content:
+        return None
+    parts = _TURN.split(content)
+    if len(parts) < 3:
+        return None
+    turns: list[tuple[str, str]] = []
+    preamble = parts[0].strip()
+    for index in range(1, len(parts) - 1, 2):
+        role, text = _ROLE_OF[parts[index]], parts[index + 1].strip()
+        if index == 1 and preamble:
+            text = f"{preamble}\n\n{text}".strip()
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
+        else:
+            turns.append((role, text))
+    if not any(role == "assistant" for role, _ in turns):
+        return None
+    return turns
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                        default=str).decode()
+
+
+def _tool_turns(metadata: dict[str, Any], instruction: str | None) -> list[tuple[str, str]]:
+    """An agent sample: the instruction, then the call and its result as the assistant turn."""
+    tool = str(metadata.get("toolName"))
+    call = f"Action: {tool}"
+    if metadata.get("toolInputs") not in (None, {}, []):
+        call += f" {_json(metadata['toolInputs'])}"
+    if metadata.get("success") is False or metadata.get("error"):
+        result = f"Error: {metadata.get('error') or 'the call failed'}"
+    elif metadata.get("toolOutputs") not in (None, {}, []):
+        result = f"Result: {_json(metadata['toolOutputs'])}"
+    else:
+        result = "Result: done"
+    for key in _INSTRUCTION_KEYS:
+        if isinstance(metadata.get(key), str) and metadata[key].strip():
+            instruction = metadata[key]
+            break
+    return [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+
+
+def _shape(memory_type: str, content: str, response: Any, metadata: dict[str, Any],
+           parent_text: str | None) -> tuple[str, list[tuple[str, str]], bool]:
+    """The sample shape of a memory, its turns, and whether the user turn is real text."""
+    if metadata.get("toolName"):
+        return "tool", _tool_turns(metadata, parent_text), parent_text is not None
+    if isinstance(response, str) and response.strip():
+        return "pair", [("user", _unwrap_me(content)), ("assistant", response)], True
+    turns = _dialogue_turns(content)
+    if turns is not None:
+        real_prompt = turns[0][0] == "user"
+        if not real_prompt:
+            turns.insert(0, ("user", TYPE_PROMPTS.get(memory_type, DEFAULT_PROMPT)))
+        return "dialogue", turns, real_prompt
+    prompt = TYPE_PROMPTS.get(memory_type, DEFAULT_PROMPT)
+    return "monologue", [("user", prompt), ("assistant", _unwrap_me(content))], False
+
+
+def _first_user_text(content: str, response: Any) -> str:
+    """What the person asked in a chat memory (used as the instruction of a tool call it led to)."""
+    if isinstance(response, str):
+        return _unwrap_me(content)
+    turns = _dialogue_turns(content)
+    if turns and turns[0][0] == "user":
+        return turns[0][1]
+    return _unwrap_me(content)
+
+
+@dataclass
+class _Shaped:
+    """The memories that passed the filters, as flat turn lists ready for batch cleaning."""
+
+    rows: list[int] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
+    real_prompt: list[bool] = field(default_factory=list)
+    systems: list[str] = field(default_factory=list)
+    turn_counts: list[int] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def add(self, row: int, shape: str, turns: list[tuple[str, str]], real_prompt: bool,
+            system: str) -> None:
+        self.rows.append(row)
+        self.shapes.append(shape)
+        self.real_prompt.append(real_prompt)
+        self.systems.append(system)
+        self.turn_counts.append(len(turns))
+        for role, text in turns:
+            self.roles.append(role)
+            self.texts.append(text)
+
+
+def _clean_texts(shaped: _Shaped, options: CurationOptions) -> tuple[list[str], list[dict[str, int] | None],
+                                                                     list[bool]]:
+    """Normalise, scrub and strip filler from every turn text in one pass per rule.
+
+    Returns the cleaned texts, the scrub counts of each text (None when nothing was replaced)
+    and whether leading filler was stripped from it.
+    """
+    texts = [normalise_text(t) for t in shaped.texts]
+    scrubbed: list[dict[str, int] | None] = [None] * len(texts)
+    if options.scrub:
+        for index in np.flatnonzero(may_hold_pii_batch(texts)):
+            counts: dict[str, int] = {}
+            texts[index] = scrub_pii(texts[index], counts)
+            scrubbed[index] = counts or None
+    stripped = [False] * len(texts)
+    if options.strip_filler:
+        for index, (role, text) in enumerate(zip(shaped.roles, texts, strict=True)):
+            if role == "assistant" and _FILLER_START.match(text):
+                after = strip_leading_filler(text)
+                if after is not text:
+                    texts[index], stripped[index] = after, True
+    return texts, scrubbed, stripped
+
+
+def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
+    """Group the cleaned turn texts back into one candidate sample per memory."""
+    texts, scrubbed, stripped = _clean_texts(shaped, options)
+    roles = shaped.roles
+    out, position = [], 0
+    for index, count in enumerate(shaped.turn_counts):
+        turns = [(roles[i], texts[i]) for i in range(position, position + count) if texts[i]]
+        kinds: dict[str, int] = {}
+        for i in range(position, position + count):
+            if scrubbed[i]:
+                for kind, n in scrubbed[i].items():
+                    kinds[kind] = kinds.get(kind, 0) + n
+        filler = any(stripped[position : position + count])
+        position += count
+        while len(turns) > 1 and turns[-1][0] == "user":
+            turns.pop()
+        assistant = [text for role, text in turns if role == "assistant"]
+        messages = [{"role": "system", "content": shaped.systems[index]}]
+        messages += [{"role": role, "content": text} for role, text in turns]
+        authored = assistant if not shaped.real_prompt[index] else [text for _, text in turns]
+        out.append(_Candidate(shaped.rows[index], messages, "\n\n".join(assistant),
+                              "\n".join(authored), shaped.shapes[index], kinds, filler))
+    return out
+
+
+def _default_username(memories: pd.DataFrame) -> str:
+    if "user_id" in memories and memories["user_id"].notna().any():
+        return str(memories["user_id"].dropna().astype(str).value_counts().index[0])
+    return "me"
+
+
+def _parent_texts(memories: pd.DataFrame) -> dict[str, str]:
+    """Memory id -> what the person asked, for the memories a tool call names as its parent."""
+    wanted = {meta.get("parentEventId") for meta in memories["metadata"] if meta.get("toolName")}
+    wanted.discard(None)
+    if not wanted:
+        return {}
+    subset = memories[memories["id"].isin(wanted)]
+    return {mid: _first_user_text(content, response) for mid, content, response
+            in zip(subset["id"], subset["content"], subset["response"], strict=True)}
+
+
+def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None) -> CurationResult:
+    """Turn a memories table into a samples table, with every drop and its reason.
+
+    Args:
+        memories: the memories table of :func:`metahuman_lib.memory.load_memories`.
+        options: how to curate; the defaults scrub PII, strip filler and drop duplicates.
+
+    Returns:
+        A :class:`CurationResult`. Samples are in timestamp order; of duplicates the earliest
+        is kept. The same memories and options always give the same result.
+    """
+    options = options or CurationOptions()
+    ordered = memories.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+    username = options.username or _default_username(ordered)
+    systems = {mode: system_prompt(username, mode) for mode in MODES}
+    parents = _parent_texts(ordered) if len(ordered) else {}
+    drops: list[tuple[int, str, str]] = []
+    shaped = _Shaped()
+    columns = (ordered[name].tolist() for name in
+               ("type", "mode", "content", "response", "tags", "metadata"))
+    for row, (mtype, mode, content, response, tags, meta) in enumerate(zip(*columns, strict=True)):
+        meta = meta if isinstance(meta, dict) else {}
+        excluded = _exclusion(mtype, tags, meta)
+        if excluded is not None and excluded not in options.include:
+            drops.append((row, excluded, DROP_REASONS[excluded]))
+            continue
+        if options.mode is not None and mode != options.mode:
+            drops.append((row, "other_mode", f"mode {mode}, kept only {options.mode}"))
+            continue
+        parent = parents.get(meta.get("parentEventId")) if parents else None
+        shape, turns, real_prompt = _shape(mtype, content, response, meta, parent)
+        shaped.add(row, shape, turns, real_prompt, systems.get(mode, systems["emulation"]))
+    candidates = _candidates(shaped, options)
+    kept = _drop_short(candidates, options, drops)
+    kept = _drop_duplicates(kept, ordered, options, drops)
+    return CurationResult(_samples_frame(kept, ordered), _dropped_frame(drops, ordered),
+                          _stats(len(ordered), kept, drops))
+
+
+def _drop_short(candidates: list[_Candidate], options: CurationOptions,
+                drops: list[tuple[int, str, str]]) -> list[_Candidate]:
+    kept = []
+    for candidate in candidates:
+        words = len(candidate.assistant_text.split())
+        if words == 0:
+            drops.append((candidate.row, "empty_text", "no answer text left after cleaning"))
+        elif words < options.min_words:
+            drops.append((candidate.row, "too_short",
+                          f"{words} word{'s' if words != 1 else ''}, minimum {options.min_words}"))
+        else:
+            kept.append(candidate)
+    return kept
+
+
+def _drop_duplicates(candidates: list[_Candidate], ordered: pd.DataFrame, options: CurationOptions,
+                     drops: list[tuple[int, str, str]]) -> list[_Candidate]:
+    if not options.dedup or len(candidates) < 2:
+        return candidates
+    found = find_duplicates([c.key_text for c in candidates], threshold=options.near_dup_threshold,
+                            num_perm=options.num_perm)
+    ids = ordered["id"].tolist()
+    kept = []
+    for index, candidate in enumerate(candidates):
+        exact, near = found.exact_of[index], found.near_of[index]
+        if exact >= 0:
+            drops.append((candidate.row, "exact_duplicate",
+                          f"same words as {ids[candidates[exact].row]}"))
+        elif near >= 0:
+            drops.append((candidate.row, "near_duplicate",
+                          f"Jaccard {found.near_similarity[index]:.2f} with {ids[candidates[near].row]}"))
+        else:
+            kept.append(candidate)
+    return kept
+
+
+def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFrame:
+    if not kept:
+        return empty_samples()
+    rows = np.fromiter((c.row for c in kept), dtype=np.int64, count=len(kept))
+    base = ordered.iloc[rows]
+    ids = base["id"].astype(str).tolist()
+    seen: Counter[str] = Counter()
+    sample_ids = []
+    for memory_id in ids:
+        seen[memory_id] += 1
+        sample_ids.append(memory_id if seen[memory_id] == 1 else f"{memory_id}#{seen[memory_id]}")
+    assistant = [c.assistant_text for c in kept]
+    frame = pd.DataFrame({
+        "sample_id": pd.Series(sample_ids, dtype=object),
+        "memory_id": pd.Series(ids, dtype=object),
+        "timestamp": base["timestamp"].reset_index(drop=True),
+        "type": pd.Series(base["type"].astype(str).tolist(), dtype=object),
+        "mode": pd.Series(base["mode"].astype(str).tolist(), dtype=object),
+        "mode_source": pd.Series(base["mode_source"].astype(str).tolist(), dtype=object),
+        "messages": pd.Series([c.messages for c in kept], dtype=object),
+        "assistant_text": pd.Series(assistant, dtype=object),
+        "word_count": np.fromiter((len(t.split()) for t in assistant), dtype=np.int64,
+                                  count=len(assistant)),
+    }, columns=list(SAMPLE_COLUMNS))
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
+def _dropped_frame(drops: list[tuple[int, str, str]], ordered: pd.DataFrame) -> pd.DataFrame:
+    drops = sorted(drops)
+    rows = [row for row, _, _ in drops]
+    subset = ordered.iloc[rows] if rows else ordered.iloc[:0]
+    return pd.DataFrame({
+        "memory_id": pd.Series(subset["id"].astype(str).tolist(), dtype=object),
+        "path": pd.Series(subset["path"].astype(str).tolist() if "path" in subset else
+                          [""] * len(rows), dtype=object),
+        "type": pd.Series(subset["type"].astype(str).tolist(), dtype=object),
+        "reason": pd.Series([reason for _, reason, _ in drops], dtype=object),
+        "detail": pd.Series([detail for _, _, detail in drops], dtype=object),
+    })
+
+
+def _stats(total: int, kept: list[_Candidate], drops: list[tuple[int, str, str]]) -> dict[str, int]:
+    reasons = Counter(reason for _, reason, _ in drops)
+    scrubbed: Counter[str] = Counter()
+    for candidate in kept:
+        scrubbed.update(candidate.scrubbed)
+    shapes = Counter(candidate.shape for candidate in kept)
+    stats = {"memories": total, "kept": len(kept)}
+    stats.update({f"dropped_{reason}": reasons.get(reason, 0) for reason in DROP_REASONS})
+    stats["duplicates_exact"] = reasons.get("exact_duplicate", 0)
+    stats["duplicates_near"] = reasons.get("near_duplicate", 0)
+    stats.update({f"scrubbed_{kind}": scrubbed.get(kind, 0) for kind in SCRUB_KINDS})
+    stats["scrubbed_total"] = sum(scrubbed.values())
+    stats["filler_stripped"] = sum(1 for candidate in kept if candidate.filler_stripped)
+    stats.update({f"shape_{shape}": shapes.get(shape, 0) for shape in SHAPES})
+    return stats

@@ -1,0 +1,457 @@
+"""The seed's quality metrics and gates, computed exactly as MetaHuman OS defines them.
+
+Metrics (spec section 3) are measured over each sample's assistant text: words are the text
+split on runs of whitespace; short is at most 40 words, long more than 100, medium the rest;
+a sample is filler when its lowercased text (curly apostrophes read as straight) contains one
+of :data:`metahuman_lib.text_rules.FILLER_PHRASES`; percentages are rounded to one decimal,
+half up. Gates (the seed's "only proceed if") are evaluated to pass / warn / fail, each with its
+reason in words, and :func:`require_gates` turns a failure into a :class:`PipelineStepError`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from metahuman_lib.curation import DROP_REASONS, MODES, CurationResult
+from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.runfolder import update_manifest, utc_now_iso
+from metahuman_lib.text_rules import SCRUB_KINDS, filler_phrases_in
+
+SHORT_MAX_WORDS = 40
+LONG_MIN_WORDS = 101
+GATE_KINDS: tuple[str, ...] = ("foundation", "monthly")
+GATE_STATUSES: tuple[str, ...] = ("pass", "warn", "fail")
+HISTOGRAM_EDGES: tuple[int, ...] = (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300, 500)
+"""Upper bounds (inclusive) of the word-count histogram bins; the last bin is open."""
+
+
+def percent(count: int, total: int) -> float:
+    """``count / total`` as a percentage rounded to one decimal, half up (exact, no float error).
+
+    ``percent(1, 8)`` is 12.5 and ``percent(1, 16)`` is 6.3, as MetaHuman OS prints them.
+    """
+    if total <= 0:
+        return 0.0
+    tenths = (2000 * count + total) // (2 * total)
+    return tenths / 10
+
+
+def _mean_one_decimal(total_words: int, count: int) -> float:
+    """Mean rounded to one decimal, half up, in exact integer arithmetic."""
+    return (20 * total_words + count) // (2 * count) / 10 if count else 0.0
+
+
+@dataclass(frozen=True)
+class QualityMetrics:
+    """The seed's metrics plus what the review notebook shows.
+
+    Attributes:
+        total: samples measured.
+        short, medium, long: samples with <= 40, 41-100 and > 100 words.
+        short_pct, medium_pct, long_pct, filler_pct: percentages, one decimal, half up.
+        filler: samples containing a filler phrase.
+        avg_words: mean words per sample, one decimal, half up.
+        modes, mode_pct: samples and percentage per mode (dual, emulation, agent).
+        per_month: samples per UTC month ``YYYY-MM``.
+        length_histogram: ``(bin label, samples)`` for the bins of :data:`HISTOGRAM_EDGES`.
+        top_fillers: ``(phrase, samples)``, most frequent first.
+        memories: memories curated (0 when unknown).
+        duplicates_exact, duplicates_near: duplicates removed by curation.
+        scrubbed: items replaced per PII kind.
+        dropped: memories dropped per reason.
+    """
+
+    total: int
+    short: int
+    medium: int
+    long: int
+    short_pct: float
+    medium_pct: float
+    long_pct: float
+    filler: int
+    filler_pct: float
+    avg_words: float
+    modes: dict[str, int]
+    mode_pct: dict[str, float]
+    per_month: dict[str, int]
+    length_histogram: tuple[tuple[str, int], ...]
+    top_fillers: tuple[tuple[str, int], ...]
+    memories: int = 0
+    duplicates_exact: int = 0
+    duplicates_near: int = 0
+    scrubbed: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists) for the run manifest."""
+        data = asdict(self)
+        data["length_histogram"] = [list(item) for item in self.length_histogram]
+        data["top_fillers"] = [list(item) for item in self.top_fillers]
+        return data
+
+
+def _histogram(word_counts: np.ndarray) -> tuple[tuple[str, int], ...]:
+    edges = np.array(HISTOGRAM_EDGES)
+    bins = np.searchsorted(edges, word_counts, side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    labels = ["0"] + [f"{lo + 1}-{hi}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels.append(f">{edges[-1]}")
+    return tuple((label, int(count)) for label, count in zip(labels, counts, strict=True))
+
+
+def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = None) -> QualityMetrics:
+    """Measure a samples table the way MetaHuman OS does (spec section 3).
+
+    Args:
+        samples: a samples table (its ``assistant_text``, ``mode`` and ``timestamp`` are used).
+        stats: :attr:`CurationResult.stats`, to carry duplicates, scrubbing and drops along.
+
+    Returns:
+        The :class:`QualityMetrics`; every count is exact, every percentage one decimal.
+    """
+    texts = samples["assistant_text"].tolist()
+    words = np.fromiter((len(text.split()) for text in texts), dtype=np.int64, count=len(texts))
+    total = len(texts)
+    short = int((words <= SHORT_MAX_WORDS).sum())
+    long = int((words >= LONG_MIN_WORDS).sum())
+    medium = total - short - long
+    phrase_counts: Counter[str] = Counter()
+    filler = 0
+    for text in texts:
+        found = filler_phrases_in(text)
+        if found:
+            filler += 1
+            phrase_counts.update(found)
+    modes = {mode: int((samples["mode"] == mode).sum()) for mode in MODES}
+    months = Counter(pd.DatetimeIndex(samples["timestamp"]).strftime("%Y-%m")) if total else Counter()
+    stats = dict(stats or {})
+    return QualityMetrics(
+        total=total, short=short, medium=medium, long=long,
+        short_pct=percent(short, total), medium_pct=percent(medium, total),
+        long_pct=percent(long, total), filler=filler, filler_pct=percent(filler, total),
+        avg_words=_mean_one_decimal(int(words.sum()), total),
+        modes=modes, mode_pct={mode: percent(count, total) for mode, count in modes.items()},
+        per_month=dict(sorted(months.items())),
+        length_histogram=_histogram(words),
+        top_fillers=tuple(sorted(phrase_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        memories=int(stats.get("memories", 0)),
+        duplicates_exact=int(stats.get("duplicates_exact", 0)),
+        duplicates_near=int(stats.get("duplicates_near", 0)),
+        scrubbed={kind: int(stats.get(f"scrubbed_{kind}", 0)) for kind in SCRUB_KINDS},
+        dropped={reason: int(stats.get(f"dropped_{reason}", 0)) for reason in DROP_REASONS},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Gates
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's verdict: ``status`` is pass, warn or fail; ``reason`` says why in words."""
+
+    name: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class QualityGates:
+    """The seed's gate and target thresholds (percentages in 0-100).
+
+    Attributes:
+        max_short_pct: short samples must stay below this (seed: 60).
+        max_filler_pct: filler must stay below this (seed: 15).
+        min_total_foundation: a foundation run needs more samples than this (seed: 3,000).
+        min_new_monthly: a monthly run needs more new samples than this (seed: 500).
+        target_short_pct, target_filler_pct: above these the gate warns (seed: 50, 10).
+        target_medium, target_long: the seed's good ranges; outside them the length mix warns.
+        mode_bands: the seed's target mode mix; outside a band the mode mix warns.
+    """
+
+    max_short_pct: float = 60.0
+    max_filler_pct: float = 15.0
+    min_total_foundation: int = 3000
+    min_new_monthly: int = 500
+    target_short_pct: float = 50.0
+    target_filler_pct: float = 10.0
+    target_medium: tuple[float, float] = (30.0, 40.0)
+    target_long: tuple[float, float] = (10.0, 20.0)
+    mode_bands: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "dual": (20.0, 40.0), "emulation": (40.0, 60.0), "agent": (10.0, 20.0)})
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> QualityGates:
+        """Thresholds from a parameters block; unknown keys raise ConfigError naming them."""
+        names = [f.name for f in fields(cls)]
+        values = dict(values or {})
+        for key in values:
+            if key not in names:
+                import difflib
+
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"Unknown quality gate setting {key!r}: use one of "
+                                  f"{', '.join(names)}.{hint}")
+        for key in ("target_medium", "target_long"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        if "mode_bands" in values:
+            values["mode_bands"] = {k: (float(v[0]), float(v[1])) for k, v in values["mode_bands"].items()}
+        return cls(**values)
+
+
+def _band_text(value: float, band: tuple[float, float]) -> str:
+    return f"{value:.1f}% (target {band[0]:g}-{band[1]:g}%)"
+
+
+def _upper_gate(name: str, what: str, value: float, limit: float, target: float) -> GateResult:
+    text = f"{value:.1f}% of samples {what}"
+    if value >= limit:
+        return GateResult(name, "fail", f"{text}: must be below {limit:g}%")
+    if value >= target:
+        return GateResult(name, "warn", f"{text}: below the {limit:g}% gate but above the "
+                                        f"{target:g}% target")
+    return GateResult(name, "pass", f"{text}: below the {target:g}% target")
+
+
+def _count_gate(metrics: QualityMetrics, kind: str, new_samples: int | None,
+                gates: QualityGates) -> GateResult:
+    if kind == "foundation":
+        count, limit, what = metrics.total, gates.min_total_foundation, "samples"
+    else:
+        count = metrics.total if new_samples is None else int(new_samples)
+        limit, what = gates.min_new_monthly, "new samples"
+    if count > limit:
+        return GateResult("sample_count", "pass", f"{count:,} {what}: more than the {limit:,} needed "
+                                                  f"for a {kind} run")
+    return GateResult("sample_count", "fail", f"only {count:,} {what}: a {kind} run needs more than "
+                                              f"{limit:,}; keep collecting memories")
+
+
+def _length_mix_gate(metrics: QualityMetrics, gates: QualityGates) -> GateResult:
+    off = []
+    for label, value, band in (("medium", metrics.medium_pct, gates.target_medium),
+                               ("long", metrics.long_pct, gates.target_long)):
+        if not band[0] <= value <= band[1]:
+            off.append(f"{label} {_band_text(value, band)}")
+    if off:
+        return GateResult("length_mix", "warn", "outside the seed's targets: " + ", ".join(off))
+    return GateResult("length_mix", "pass", f"medium {metrics.medium_pct:.1f}% and long "
+                                            f"{metrics.long_pct:.1f}% are within the seed's targets")
+
+
+def _mode_mix_gate(metrics: QualityMetrics, gates: QualityGates) -> GateResult:
+    off = [f"{mode} {_band_text(metrics.mode_pct.get(mode, 0.0), band)}"
+           for mode, band in gates.mode_bands.items()
+           if not band[0] <= metrics.mode_pct.get(mode, 0.0) <= band[1]]
+    if off:
+        return GateResult("mode_mix", "warn", "outside the seed's target mix: " + ", ".join(off))
+    return GateResult("mode_mix", "pass", "every mode is within the seed's target mix")
+
+
+def evaluate_gates(metrics: QualityMetrics, kind: str = "foundation", new_samples: int | None = None,
+                   gates: QualityGates | None = None) -> list[GateResult]:
+    """The seed's gates for a foundation or monthly run, each pass / warn / fail with a reason.
+
+    Args:
+        metrics: from :func:`quality_metrics`.
+        kind: ``foundation`` (needs > 3,000 samples) or ``monthly`` (needs > 500 new samples).
+        new_samples: for ``monthly``, the samples of the recent window (see
+            :func:`count_recent`); None counts every measured sample as new.
+        gates: thresholds; the seed's by default.
+
+    Returns:
+        ``short``, ``filler`` and ``sample_count`` (which can fail), then ``length_mix`` and
+        ``mode_mix`` (which only warn: they are the seed's targets, not its gates).
+    """
+    if kind not in GATE_KINDS:
+        raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
+    gates = gates or QualityGates()
+    if metrics.total == 0:
+        return [GateResult("sample_count", "fail", "no samples: every memory was dropped or the "
+                                                   "profile is empty")]
+    return [
+        _upper_gate("short", "are short (<=40 words)", metrics.short_pct, gates.max_short_pct,
+                    gates.target_short_pct),
+        _upper_gate("filler", "contain filler", metrics.filler_pct, gates.max_filler_pct,
+                    gates.target_filler_pct),
+        _count_gate(metrics, kind, new_samples, gates),
+        _length_mix_gate(metrics, gates),
+        _mode_mix_gate(metrics, gates),
+    ]
+
+
+def failed_gates(results: Sequence[GateResult]) -> list[GateResult]:
+    """The gates whose status is ``fail``."""
+    return [result for result in results if result.status == "fail"]
+
+
+def require_gates(results: Sequence[GateResult]) -> None:
+    """Raise :class:`PipelineStepError` naming every failed gate, so a pipeline step stops.
+
+    Warnings never stop a run; they are shown in the metrics block and the report.
+    """
+    failed = failed_gates(results)
+    if failed:
+        reasons = "; ".join(f"{result.name}: {result.reason}" for result in failed)
+        raise PipelineStepError(f"Quality gates failed: {reasons}.")
+
+
+def count_recent(samples: pd.DataFrame, now: datetime, days: int = 30) -> int:
+    """Samples whose timestamp lies in the ``days`` before ``now`` (the monthly 'new samples')."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC)")
+    if samples.empty:
+        return 0
+    stamps = pd.DatetimeIndex(samples["timestamp"])
+    cutoff = pd.Timestamp(now - timedelta(days=days))
+    return int(((stamps > cutoff) & (stamps <= pd.Timestamp(now))).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Presentation: the seed's metrics block, tables for notebooks, the run manifest
+# ---------------------------------------------------------------------------------------------
+
+_MARKS = {"pass": "✓ Good", "warn": "⚠️ Acceptable", "fail": "⚠️ TOO HIGH"}
+
+
+def _mark(results: Mapping[str, GateResult], name: str, fail_text: str = "⚠️ TOO HIGH") -> str:
+    result = results.get(name)
+    if result is None:
+        return ""
+    return "  " + (fail_text if result.status == "fail" else _MARKS[result.status])
+
+
+def format_metrics_block(metrics: QualityMetrics, results: Sequence[GateResult] | None = None,
+                         kind: str | None = None) -> str:
+    """The metrics as the seed's curator prints them, with each gate's verdict beside its line.
+
+    Example line: ``- Short samples (<=40 words): 93.0%  ⚠️ TOO HIGH``.
+    """
+    by_name = {result.name: result for result in results or ()}
+    modes = ", ".join(f"{mode} {metrics.mode_pct.get(mode, 0.0):.1f}%" for mode in MODES)
+    lines = [
+        f"Quality metrics ({metrics.total:,} samples from {metrics.memories:,} memories):",
+        f"- Total samples: {metrics.total:,}{_mark(by_name, 'sample_count', '⚠️ TOO LOW')}",
+        f"- Short samples (<=40 words): {metrics.short_pct:.1f}%{_mark(by_name, 'short')}",
+        f"- Medium samples (41-100 words): {metrics.medium_pct:.1f}%",
+        f"- Long samples (>100 words): {metrics.long_pct:.1f}%{_mark(by_name, 'length_mix')}",
+        f"- Filler detected: {metrics.filler_pct:.1f}%{_mark(by_name, 'filler')}",
+        f"- Average length: {metrics.avg_words:.1f} words",
+        f"- Mode distribution: {modes}{_mark(by_name, 'mode_mix')}",
+        f"- Duplicates removed: {metrics.duplicates_exact:,} exact, {metrics.duplicates_near:,} near",
+        "- Items scrubbed: " + ", ".join(f"{kind_} {count}" for kind_, count in metrics.scrubbed.items()),
+    ]
+    if results:
+        lines.append(f"Gates ({kind or 'quality'}):")
+        lines += [f"- {result.status.upper()} {result.name}: {result.reason}" for result in results]
+    return "\n".join(lines)
+
+
+def metrics_table(metrics: QualityMetrics) -> pd.DataFrame:
+    """The headline metrics as a two-column table (metric, value) with the seed's targets."""
+    rows = [
+        ("total samples", f"{metrics.total:,}", "> 3,000 (foundation) / > 500 new (monthly)"),
+        ("memories curated", f"{metrics.memories:,}", ""),
+        ("short (<=40 words)", f"{metrics.short_pct:.1f}%", "< 50% (gate < 60%)"),
+        ("medium (41-100 words)", f"{metrics.medium_pct:.1f}%", "30-40%"),
+        ("long (>100 words)", f"{metrics.long_pct:.1f}%", "10-20%"),
+        ("filler", f"{metrics.filler_pct:.1f}%", "< 10% (gate < 15%)"),
+        ("average length", f"{metrics.avg_words:.1f} words", ""),
+    ]
+    rows += [(f"mode {mode}", f"{metrics.mode_pct.get(mode, 0.0):.1f}%", band)
+             for mode, band in (("dual", "20-40%"), ("emulation", "40-60%"), ("agent", "10-20%"))]
+    rows += [("duplicates removed", f"{metrics.duplicates_exact:,} exact, "
+                                    f"{metrics.duplicates_near:,} near", ""),
+             ("items scrubbed", ", ".join(f"{k} {v}" for k, v in metrics.scrubbed.items()), "")]
+    return pd.DataFrame(rows, columns=["metric", "value", "target"])
+
+
+def gates_table(results: Sequence[GateResult]) -> pd.DataFrame:
+    """Gate results as a table (gate, status, reason)."""
+    return pd.DataFrame([(r.name, r.status, r.reason) for r in results],
+                        columns=["gate", "status", "reason"])
+
+
+def type_coverage(memories: pd.DataFrame, result: CurationResult) -> pd.DataFrame:
+    """Per memory type: memories in, samples out, and how many were dropped for each reason.
+
+    Columns: ``type``, ``memories``, ``samples``, ``dropped``, then one column per drop reason
+    that occurred; sorted by memories, most first.
+    """
+    memories_in = memories["type"].astype(str).value_counts()
+    samples_out = result.samples["type"].astype(str).value_counts()
+    reasons = pd.crosstab(result.dropped["type"].astype(str), result.dropped["reason"].astype(str)) \
+        if len(result.dropped) else pd.DataFrame()
+    frame = pd.DataFrame({"memories": memories_in}).join(pd.DataFrame({"samples": samples_out}),
+                                                         how="left")
+    frame = frame.join(reasons, how="left").fillna(0).astype("int64")
+    reason_columns = [r for r in DROP_REASONS if r in frame.columns]
+    frame["dropped"] = frame[reason_columns].sum(axis=1) if reason_columns else 0
+    frame = frame[["memories", "samples", "dropped", *reason_columns]]
+    frame.index.name = "type"
+    return frame.sort_values(["memories", "samples"], ascending=False).reset_index()
+
+
+def monthly_volume(memories: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Memories in and samples out per UTC month (columns ``month``, ``memories``, ``samples``)."""
+    def per_month(stamps: pd.Series) -> pd.Series:
+        if stamps.empty:
+            return pd.Series(dtype="int64")
+        return pd.Series(pd.DatetimeIndex(stamps).strftime("%Y-%m")).value_counts()
+
+    frame = pd.DataFrame({"memories": per_month(memories["timestamp"]),
+                          "samples": per_month(samples["timestamp"])}).fillna(0).astype("int64")
+    frame.index.name = "month"
+    return frame.sort_index().reset_index()
+
+
+def sample_previews(samples: pd.DataFrame, n: int = 5, seed: int = 0,
+                    max_chars: int = 400) -> pd.DataFrame:
+    """A seeded random handful of samples for eyeballing: id, type, mode, words, user, assistant.
+
+    Display only: texts longer than ``max_chars`` are shortened with an ellipsis here; the
+    dataset itself is never cut.
+    """
+    if samples.empty:
+        return pd.DataFrame(columns=["sample_id", "type", "mode", "words", "user", "assistant"])
+    picked = samples.sample(n=min(n, len(samples)), random_state=seed).sort_values("timestamp")
+
+    def shorten(text: str) -> str:
+        return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+    users = ["\n".join(m["content"] for m in msgs if m["role"] == "user") for msgs in picked["messages"]]
+    return pd.DataFrame({
+        "sample_id": picked["sample_id"].tolist(), "type": picked["type"].tolist(),
+        "mode": picked["mode"].tolist(), "words": picked["word_count"].tolist(),
+        "user": [shorten(u) for u in users],
+        "assistant": [shorten(t) for t in picked["assistant_text"]],
+    })
+
+
+def record_quality(run_dir: Path, metrics: QualityMetrics, results: Sequence[GateResult],
+                   kind: str) -> dict[str, Any]:
+    """Write the metrics and gate results into the run manifest's ``quality`` section."""
+    section = {
+        "kind": kind,
+        "metrics": metrics.to_dict(),
+        "gates": [asdict(result) for result in results],
+        "passed": not failed_gates(results),
+        "recorded_at": utc_now_iso(),
+    }
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["quality"] = section
+
+    update_manifest(Path(run_dir), change)
+    return section

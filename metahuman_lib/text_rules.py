@@ -1,0 +1,238 @@
+"""The text rules curation applies to every message: normalisation, leading filler, PII scrubbing.
+
+They live apart from :mod:`metahuman_lib.curation` because they are pure string functions with
+exact, documented behaviour (docs/curation.md) that tests pin down case by case.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# Unicode and whitespace normalisation
+# ---------------------------------------------------------------------------------------------
+
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
+_HORIZONTAL_SPACE = re.compile("[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_LINE_EDGE_SPACE = re.compile(" ?\n ?")
+_BLANK_LINES = re.compile("\n{3,}")
+
+
+def normalise_text(text: str) -> str:
+    """NFC-normalise ``text`` and tidy its whitespace, keeping paragraph breaks.
+
+    Invisible and control characters go; CRLF and CR become LF; runs of spaces and tabs (and
+    exotic spaces) become one space; spaces around line breaks go; three or more line breaks
+    become one blank line; the ends are trimmed. Meaning and wording never change.
+    The common case (plain printable ASCII on one line) is checked first, in C, for speed.
+    """
+    if text.isascii():
+        if text.isprintable():
+            return text.strip() if "  " not in text else _HORIZONTAL_SPACE.sub(" ", text).strip()
+        needs_space_work = "  " in text or " \n" in text or "\n " in text or "\t" in text
+    else:
+        text = unicodedata.normalize("NFC", text)
+        needs_space_work = True
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _INVISIBLE.sub("", text)
+    if needs_space_work:
+        text = _LINE_EDGE_SPACE.sub("\n", _HORIZONTAL_SPACE.sub(" ", text))
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Leading filler (spec section 3, with word boundaries: defect 12)
+# ---------------------------------------------------------------------------------------------
+
+_WORD_END = r"(?=[\s,.!?;:…—–]|$)"
+_TRAIL = r"[\s,.!?;:…—–-]*"
+_CLAUSE = r"\b[^.!?,;:…\n]*(?:[.!?,;:…]+|\n)"
+_APOSTROPHE = "['’]"
+
+LEADING_FILLER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern + _TRAIL, re.IGNORECASE))
+    for name, pattern in (
+        ("okay", r"(?:okay|ok|alright|sure)" + _WORD_END),
+        ("so", r"so" + _WORD_END),
+        ("let_me", r"let me (?:start|think|figure)" + _CLAUSE),
+        ("im_just", rf"i{_APOSTROPHE}m just (?:here to|an ai)" + _CLAUSE),
+        ("as_an_ai", r"as an? (?:ai|language model)" + _CLAUSE),
+        ("certainly", r"certainly" + _WORD_END),
+        ("heres_what", rf"here{_APOSTROPHE}s what" + _CLAUSE),
+    )
+)
+"""The spec's leading-filler patterns, applied in this order, once each, at the start only.
+
+Each matches whole words only (``So`` never eats the start of ``Sometimes``), and takes the
+punctuation and spaces after it, so no stray ``". "`` is left behind. The clause patterns
+(``let me think ...``) run up to the first punctuation mark or line break and need one: a
+sentence without punctuation is kept whole rather than guessed at.
+"""
+
+_FILLER_FIRST_LETTERS = frozenset("oOaAsSlLiIcChH")
+
+
+def strip_leading_filler(text: str) -> str:
+    """Remove the spec's leading filler phrases from the start of ``text``.
+
+    Returns the text unchanged when it does not start with filler; otherwise the rest, with its
+    first letter capitalised (``"Okay, so it works."`` becomes ``"It works."``). The result may
+    be empty when the whole text was filler (``"Sure!"``); curation then drops the sample.
+    """
+    if not text or text[0] not in _FILLER_FIRST_LETTERS:
+        return text
+    stripped = text
+    for _name, pattern in LEADING_FILLER_PATTERNS:
+        match = pattern.match(stripped)
+        if match:
+            stripped = stripped[match.end() :]
+    if stripped is text:
+        return text
+    if stripped[:1].islower():
+        stripped = stripped[0].upper() + stripped[1:]
+    return stripped
+
+
+# ---------------------------------------------------------------------------------------------
+# PII scrubbing
+# ---------------------------------------------------------------------------------------------
+
+SCRUB_KINDS: tuple[str, ...] = ("email", "phone", "api_key", "token", "card")
+"""What scrubbing replaces, each with the placeholder ``[<kind>]``."""
+
+_SCRUB = re.compile(
+    r"""
+    (?P<bearer>\b[Bb]earer[ \t]+)(?P<bearer_token>[A-Za-z0-9._~+/-]{16,}=*)
+    | (?P<token>
+        \bgh[pousr]_[A-Za-z0-9]{20,}
+      | \bgithub_pat_[A-Za-z0-9_]{20,}
+      | \bxox[abposr]-[A-Za-z0-9-]{10,}
+      | \beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}
+      )
+    | (?P<api_key>
+        \bsk-[A-Za-z0-9_-]{20,}
+      | \b(?:AKIA|ASIA)[0-9A-Z]{16}\b
+      | \bAIza[0-9A-Za-z_-]{35}
+      )
+    | (?P<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)
+    | (?P<card>(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-]))
+    | (?P<phone>
+        (?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w-])
+      | (?<![\w(-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w-])
+      )
+    """,
+    re.VERBOSE,
+)
+_TOKEN_BYTES = np.zeros(256, dtype=bool)
+for _lo, _hi in ((48, 57), (65, 90), (97, 122)):
+    _TOKEN_BYTES[_lo : _hi + 1] = True
+_TOKEN_BYTES[[ord("_"), ord("-")]] = True
+_MIN_KEY_RUN = 14
+_MIN_PHONE_DIGITS = 8
+
+
+def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
+    """Which texts could hold something :func:`scrub_pii` replaces (a vectorised pre-check).
+
+    A text can only hold an email if it has an ``@``, a phone or card number if it has at least
+    eight digits, and a key or token if it has a run of 14 or more of ``[A-Za-z0-9_-]``. All
+    texts are checked together over one byte buffer, so the regex runs on the few that might.
+    """
+    if not texts:
+        return np.zeros(0, dtype=bool)
+    joined = "\x00".join(texts).encode("utf-8", "surrogatepass")
+    if joined.count(0) != len(texts) - 1:
+        return np.ones(len(texts), dtype=bool)
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    starts = np.r_[0, np.flatnonzero(buf == 0) + 1]
+    starts = np.minimum(starts, max(buf.size - 1, 0))
+    lengths = np.array([len(t) for t in texts])
+    if buf.size == 0:
+        return np.zeros(len(texts), dtype=bool)
+    digits = np.add.reduceat((buf - 48 < 10).astype(np.int32), starts)
+    ats = np.add.reduceat((buf == 64).astype(np.int32), starts)
+    flags = (digits >= _MIN_PHONE_DIGITS) | (ats > 0)
+    token = _TOKEN_BYTES[buf]
+    edges = np.flatnonzero(np.diff(np.r_[False, token, False].astype(np.int8)))
+    run_starts, run_ends = edges[0::2], edges[1::2]
+    long_runs = run_starts[(run_ends - run_starts) >= _MIN_KEY_RUN]
+    if long_runs.size:
+        flags[np.searchsorted(starts, long_runs, side="right") - 1] = True
+    flags[lengths == 0] = False
+    return flags
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a digit string passes the Luhn checksum that payment card numbers carry."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def scrub_pii(text: str, counts: dict[str, int] | None = None) -> str:
+    """Replace emails, phone numbers, API keys, tokens and card numbers with ``[<kind>]``.
+
+    Args:
+        text: the message text.
+        counts: when given, incremented once per replacement under the kind's name.
+
+    Card-like numbers (13-19 digits, spaces or dashes allowed) are replaced only when they pass
+    the Luhn check, so order numbers and timestamps survive. A bearer token keeps its
+    ``Bearer`` keyword. Phone numbers are international ``+<code> ...`` numbers with 8-15
+    digits, or the ten-digit ``(555) 013-2291`` / ``555-013-2291`` form.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        kind = match.lastgroup
+        if kind == "bearer_token":
+            if counts is not None:
+                counts["token"] = counts.get("token", 0) + 1
+            return match.group("bearer") + "[token]"
+        value = match.group(0)
+        if kind == "card" and not luhn_valid(value.replace(" ", "").replace("-", "")):
+            return value
+        if kind == "phone" and not 8 <= sum(c.isdigit() for c in value) <= 15:
+            return value
+        if counts is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+        return f"[{kind}]"
+
+    return _SCRUB.sub(replace, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Filler detection (spec section 3 metric)
+# ---------------------------------------------------------------------------------------------
+
+FILLER_PHRASES: tuple[str, ...] = (
+    "as an ai",
+    "as a language model",
+    "certainly",
+    "let me think",
+    "let me start",
+    "i'm just",
+    "i'm here to",
+    "here's what",
+    "okay, so",
+    "alright, so",
+)
+"""The phrases whose presence (lowercased, curly apostrophes read as straight) counts a sample
+as filler in the quality metrics, exactly as MetaHuman OS defines it."""
+
+
+def filler_phrases_in(text: str) -> list[str]:
+    """The :data:`FILLER_PHRASES` that occur in ``text`` (substring match, as the spec says)."""
+    lowered = text.lower().replace("’", "'")
+    return [phrase for phrase in FILLER_PHRASES if phrase in lowered]
