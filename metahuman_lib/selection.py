@@ -18,7 +18,7 @@ Order of operations (each step sees only what the previous one kept):
 6. ``old_samples`` old samples, uniform or stratified by month x mode.
 
 Every random choice uses its own stream, ``numpy.random.Generator(PCG64(SeedSequence(seed,
-spawn_key=(purpose,))))``, over memories in a canonical order (sorted by memory id), so the
+spawn_key=(purpose,))))``, over memories in a canonical order (by timestamp, then memory id), so the
 result is the same bit for bit whatever the input order, and changing one step's parameters
 never changes another step's draw. The unit of every draw is a whole memory: its samples stay
 together; budgets count samples and are filled greedily in the drawn order.
@@ -180,8 +180,17 @@ def _check_samples(samples: pd.DataFrame) -> None:
                              f"(columns: {', '.join(SAMPLE_COLUMNS)}).")
     if not isinstance(samples["timestamp"].dtype, pd.DatetimeTZDtype):
         raise WorkbenchError("The samples table's timestamp column must be timezone-aware (UTC).")
-    duplicated = samples["sample_id"].duplicated()
-    if duplicated.any():
+
+
+def _check_unique_ids(samples: pd.DataFrame, sample_memory: np.ndarray) -> None:
+    """Raise on duplicate sample ids; fast when most samples carry their memory's id."""
+    own = (samples["sample_id"] == samples["memory_id"]).to_numpy(dtype=bool, na_value=False)
+    extra = samples["sample_id"][~own]
+    unique = np.bincount(sample_memory[own]).max(initial=0) <= 1 and extra.is_unique
+    if unique and len(extra):
+        unique = not samples["memory_id"][own].isin(list(set(extra))).any()
+    if not unique:
+        duplicated = samples["sample_id"].duplicated()
         first = samples["sample_id"][duplicated].iloc[0]
         raise WorkbenchError(f"The samples table has {int(duplicated.sum())} duplicate sample_id values "
                              f"(first: {first!r}); each sample needs a unique id.")
@@ -194,24 +203,53 @@ def _rng(seed: int, purpose: str) -> np.random.Generator:
 
 
 def _pool(frame: pd.DataFrame) -> _Pool:
-    """Group samples into memories, ordered by memory id whatever the input order."""
+    """Group samples into memories in canonical order (timestamp, then memory id).
+
+    The order never depends on the input's row order: memories are sorted by their timestamp
+    (an integer sort) and only memories sharing a timestamp are ordered by id.
+    """
     codes, uniques = pd.factorize(frame["memory_id"], sort=False)
-    order = pd.Series(np.asarray(uniques, dtype=object)).argsort(kind="stable").to_numpy()
+    n_memories = len(uniques)
+    first_ns = np.full(n_memories, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_ns, codes, _timestamps_ns(frame))
+    ids = pd.Series(uniques)
+    order = _canonical_order(first_ns, ids)
     rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
+    rank[order] = np.arange(n_memories)
     sample_memory = rank[codes]
-    n_memories = len(order)
-    stamps = frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    timestamp_ns = np.full(n_memories, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(timestamp_ns, sample_memory, stamps) if n_memories else None
-    modes = frame["mode"].map(_MODE_CODES).fillna(len(MODES)).to_numpy(dtype=np.int64)
+    timestamp_ns = first_ns[order]
     mode_code = np.zeros(n_memories, dtype=np.int64)
-    mode_code[sample_memory] = modes  # samples of one memory share its mode
+    mode_code[sample_memory] = _mode_codes(frame)  # samples of one memory share its mode
     month = timestamp_ns.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
-    return _Pool(frame=frame, sample_memory=sample_memory,
-                 memory_ids=np.asarray(uniques, dtype=object)[order], timestamp_ns=timestamp_ns,
-                 month=month, mode_code=mode_code,
+    return _Pool(frame=frame, sample_memory=sample_memory, memory_ids=pd.Index(ids.take(order).to_numpy()),
+                 timestamp_ns=timestamp_ns, month=month, mode_code=mode_code,
                  size=np.bincount(sample_memory, minlength=n_memories).astype(np.int64))
+
+
+def _canonical_order(stamps: np.ndarray, ids: pd.Series) -> np.ndarray:
+    """Indices sorting memories by (timestamp, id): an integer sort, then ids within ties only."""
+    order = np.argsort(stamps, kind="stable")
+    sorted_stamps = stamps[order]
+    tied = np.r_[False, sorted_stamps[1:] == sorted_stamps[:-1]]
+    tied = tied | np.r_[tied[1:], False]
+    if tied.any():
+        positions = np.flatnonzero(tied)
+        block = pd.DataFrame({"stamp": sorted_stamps[positions],
+                              "id": ids.to_numpy(dtype=object)[order[positions]], "at": order[positions]})
+        order[positions] = block.sort_values(["stamp", "id"], kind="stable")["at"].to_numpy()
+    return order
+
+
+def _mode_codes(frame: pd.DataFrame) -> np.ndarray:
+    """Per sample: index of its mode in MODES, or len(MODES) for anything else."""
+    codes = np.full(len(frame), len(MODES), dtype=np.int64)
+    for code, mode in enumerate(MODES):
+        codes[(frame["mode"] == mode).to_numpy(dtype=bool, na_value=False)] = code
+    return codes
+
+
+def _timestamps_ns(frame: pd.DataFrame) -> np.ndarray:
+    return frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
 
 
 # ---------------------------------------------------------------- drawing whole memories
@@ -282,19 +320,28 @@ def _stratified_take(mask: np.ndarray, strata: np.ndarray, size: np.ndarray, bud
     chosen = np.zeros(len(mask), dtype=bool)
     if budget <= 0 or not len(order):
         return chosen
-    keys = strata[order]
-    grouped = order[np.argsort(keys, kind="stable")]
-    labels, starts, _ = np.unique(keys[np.argsort(keys, kind="stable")], return_index=True,
-                                  return_counts=True)
-    bounds = list(starts[1:]) + [len(grouped)]
-    weights = np.array([size[grouped[a:b]].sum() for a, b in zip(starts, bounds)], dtype=np.int64)
+    by_stratum = np.argsort(_small_ints(strata[order]), kind="stable")
+    grouped, keys = order[by_stratum], strata[order][by_stratum]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    stops = np.r_[starts[1:], len(grouped)]
+    weights = np.add.reduceat(size[grouped], starts)
     quotas = largest_remainder(weights, budget)
-    for start, stop, quota in zip(starts, bounds, quotas):
-        chosen[_greedy_fill(grouped[start:stop], size, int(quota))] = True
+    if (size[grouped] == 1).all():  # one sample per memory: a quota is a prefix of its stratum
+        take = np.arange(len(grouped)) < (starts + quotas).repeat(stops - starts)
+        chosen[grouped[take]] = True
+    else:
+        for start, stop, quota in zip(starts, stops, quotas):
+            chosen[_greedy_fill(grouped[start:stop], size, int(quota))] = True
     left = min(budget, int(size[mask].sum())) - int(size[chosen].sum())
     if left > 0:
         chosen[_greedy_fill(order[~chosen[order]], size, left)] = True
     return chosen
+
+
+def _small_ints(keys: np.ndarray) -> np.ndarray:
+    """Keys shifted to start at 0 and narrowed, so numpy's stable sort can use radix sort."""
+    shifted = keys - keys.min()
+    return shifted.astype(np.int16) if shifted.max() < np.iinfo(np.int16).max else shifted
 
 
 def _strata(pool: _Pool) -> np.ndarray:
@@ -314,27 +361,27 @@ def _probe_size(pool_samples: int, strategy: Strategy) -> int:
 # ---------------------------------------------------------------- distances
 
 
-def _distribution(keys: np.ndarray, weights: np.ndarray) -> pd.Series:
-    if not len(keys) or weights.sum() == 0:
-        return pd.Series(dtype=float)
-    totals = pd.Series(weights).groupby(keys).sum()
-    return totals / totals.sum()
+def _distribution(keys: np.ndarray, weights: np.ndarray, mask: np.ndarray, bins: int) -> np.ndarray | None:
+    counts = np.bincount(keys[mask], weights=weights[mask], minlength=bins)
+    total = counts.sum()
+    return counts / total if total else None
 
 
-def total_variation(left: pd.Series, right: pd.Series) -> float | None:
-    """Total-variation distance between two distributions over labels (0 same, 1 disjoint)."""
-    if left.empty or right.empty:
+def total_variation(left: np.ndarray | None, right: np.ndarray | None) -> float | None:
+    """Total-variation distance between two distributions over the same bins (0 same, 1 disjoint)."""
+    if left is None or right is None:
         return None
-    joined = pd.concat([left, right], axis=1).fillna(0.0)
-    return round(float(0.5 * (joined.iloc[:, 0] - joined.iloc[:, 1]).abs().sum()), 6)
+    return round(float(0.5 * np.abs(np.asarray(left) - np.asarray(right)).sum()), 6)
 
 
 def _distances(pool: _Pool, old_mask: np.ndarray, chosen: np.ndarray) -> dict[str, float | None]:
-    strata = _strata(pool)
     result: dict[str, float | None] = {}
-    for name, keys in (("month", pool.month), ("mode", pool.mode_code), ("month_mode", strata)):
-        reference = _distribution(keys[old_mask], pool.size[old_mask])
-        result[name] = total_variation(_distribution(keys[chosen], pool.size[chosen]), reference)
+    month = pool.month - (pool.month.min() if len(pool.month) else 0)
+    for name, keys in (("month", month), ("mode", pool.mode_code),
+                       ("month_mode", month * (len(MODES) + 1) + pool.mode_code)):
+        bins = int(keys.max()) + 1 if len(keys) else 0
+        result[name] = total_variation(_distribution(keys, pool.size, chosen, bins),
+                                       _distribution(keys, pool.size, old_mask, bins))
     return result
 
 
@@ -342,16 +389,22 @@ def _distances(pool: _Pool, old_mask: np.ndarray, chosen: np.ndarray) -> dict[st
 
 
 def _samples_of(pool: _Pool, memories: np.ndarray) -> pd.DataFrame:
-    """The samples of the chosen memories, sorted by timestamp then sample id."""
-    rows = pool.frame.iloc[np.flatnonzero(memories[pool.sample_memory])]
-    return rows.sort_values(["timestamp", "sample_id"], kind="stable").reset_index(drop=True)
+    """The samples of the chosen memories, sorted by timestamp, memory id, then sample id."""
+    rows = np.flatnonzero(memories[pool.sample_memory])
+    member = pool.sample_memory[rows]
+    within = np.zeros(len(rows), dtype=np.int64)
+    shared = pool.size[member] > 1
+    if shared.any():  # several samples of one memory: order them by sample id
+        ids = pool.frame["sample_id"].to_numpy(dtype=object)[rows[shared]]
+        within[shared] = pd.Series(ids).rank(method="first").to_numpy(dtype=np.int64)
+    order = np.lexsort((within, member, pool.timestamp_ns[member]))
+    return pool.frame.iloc[rows[order]].reset_index(drop=True)
 
 
 def _probe_mask(pool: _Pool, base: np.ndarray, strategy: Strategy, seed: int,
                 old_probe_ids: Collection[str] | None) -> tuple[np.ndarray, bool]:
     if old_probe_ids is not None:
-        wanted = np.asarray(sorted(set(old_probe_ids)), dtype=object)
-        return np.isin(pool.memory_ids, wanted), False
+        return pool.memory_ids.isin(list(set(old_probe_ids))), False
     budget = _probe_size(int(pool.size[base].sum()), strategy)
     return _stratified_take(base, pool.month, pool.size, budget, _rng(seed, "old_probe")), True
 
@@ -376,14 +429,15 @@ def select(samples: pd.DataFrame, strategy: Strategy, now: datetime, seed: int, 
     now = _utc(now)
     _check_samples(samples)
     now_ns = pd.Timestamp(now).value
-    after_now = (samples["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) > now_ns)
-    pool = _pool(samples.loc[~after_now])
+    pool = _pool(samples)
+    _check_unique_ids(samples, pool.sample_memory)
+    eligible = pool.timestamp_ns <= now_ns
     cutoff = None if strategy.is_foundation else now - timedelta(days=strategy.days_recent)
     in_window = _window(pool, strategy, now_ns)
-    probe, created = _probe_mask(pool, ~in_window | strategy.is_foundation, strategy, seed,
-                                 old_probe_ids)
-    mode_ok = np.ones(len(probe), dtype=bool) if strategy.mode is None else (
-        pool.mode_code == _MODE_CODES[strategy.mode])
+    probe, created = _probe_mask(pool, eligible & (~in_window | strategy.is_foundation), strategy,
+                                 seed, old_probe_ids)
+    probe &= eligible
+    mode_ok = eligible if strategy.mode is None else eligible & (pool.mode_code == _MODE_CODES[strategy.mode])
     recent_pool = in_window & ~probe & mode_ok
     old_pool = ~in_window & ~probe & mode_ok
     n_recent_pool = int(pool.size[recent_pool].sum())
@@ -403,8 +457,9 @@ def select(samples: pd.DataFrame, strategy: Strategy, now: datetime, seed: int, 
     uniform = old if strategy.old_sampling == "uniform" else _draw_old(pool, old_pool, room, "uniform", seed)
     train = recent | old
     counts = SelectionCounts(
-        input_samples=len(samples), after_now=int(after_now.sum()), old_probe=int(pool.size[probe].sum()),
-        mode_filtered_out=int(pool.size[~probe & ~mode_ok].sum()), recent_pool=n_recent_pool,
+        input_samples=len(samples), after_now=int(pool.size[~eligible].sum()),
+        old_probe=int(pool.size[probe].sum()),
+        mode_filtered_out=int(pool.size[eligible & ~probe & ~mode_ok].sum()), recent_pool=n_recent_pool,
         eval_recent=int(pool.size[eval_recent].sum()), recent_available=n_recent_available,
         recent_selected=n_recent, recent_dropped_by_max=n_recent_available - n_recent,
         old_available=n_old_available, old_requested=strategy.old_samples,

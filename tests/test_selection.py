@@ -221,10 +221,11 @@ def test_stratified_follows_month_and_mode_proportions():
 
 
 def test_total_variation():
-    left, right = pd.Series({"a": 0.5, "b": 0.5}), pd.Series({"a": 1.0})
+    left, right = np.array([0.5, 0.5, 0.0]), np.array([1.0, 0.0, 0.0])
     assert total_variation(left, right) == 0.5
     assert total_variation(left, left) == 0.0
-    assert total_variation(pd.Series(dtype=float), left) is None
+    assert total_variation(np.array([0.0, 0.0, 1.0]), right) == 1.0
+    assert total_variation(None, left) is None
 
 
 def test_bad_inputs():

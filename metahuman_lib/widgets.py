@@ -1,0 +1,197 @@
+"""Notebook controls for choosing a selection, with a live preview and a coverage chart.
+
+:class:`SelectionControls` is an ipywidgets box: sliders for the recent window and the number of
+old samples, the mode, the cap, the seed and the replay method. Every change re-runs
+:func:`metahuman_lib.selection.select` (pure and fast) and updates the preview (counts, recent vs
+old share, mode mix, projected tokens, time and cost) and a plotly chart of the months the
+selection covers against the whole history. The same figures are available as plain functions
+(:func:`coverage_table`, :func:`coverage_figure`, :func:`preview_table`) for static output when
+a notebook runs headless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from collections.abc import Collection
+from datetime import datetime
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from metahuman_lib.selection import Selection, select, selection_summary
+from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy
+
+_ALL_MODES = "all"
+_COLOURS = {"history": "#c7ccd6", "recent": "#2f6fde", "old": "#f08c2e", "held_out": "#7b4fc9"}
+
+
+def coverage_table(samples: pd.DataFrame, selection: Selection) -> pd.DataFrame:
+    """Samples per month: the whole history, train (recent and old) and held out.
+
+    Columns: ``month`` (``YYYY-MM``), ``history``, ``train_recent``, ``train_old``, ``held_out``.
+    Only samples up to the selection's ``now`` count as history.
+    """
+    history = samples[samples["timestamp"] <= pd.Timestamp(selection.now)]
+    recent = selection.is_recent(selection.train)
+    parts = {
+        "history": history,
+        "train_recent": selection.train[recent],
+        "train_old": selection.train[~recent],
+        "held_out": pd.concat([selection.eval_recent, selection.eval_old]),
+    }
+    columns = {name: _per_month(frame) for name, frame in parts.items()}
+    table = pd.DataFrame(columns).fillna(0).astype("int64").sort_index()
+    table.index.name = "month"
+    return table.reset_index()
+
+
+def _per_month(frame: pd.DataFrame) -> pd.Series:
+    if frame.empty:
+        return pd.Series(dtype="int64")
+    months = frame["timestamp"].dt.tz_convert("UTC").dt.strftime("%Y-%m")
+    return months.value_counts()
+
+
+def _coverage_traces(table: pd.DataFrame) -> list[go.Bar]:
+    names = (("history", "whole history"), ("train_recent", "train: recent"),
+             ("train_old", "train: old (replay)"), ("held_out", "held out (eval)"))
+    colours = (_COLOURS["history"], _COLOURS["recent"], _COLOURS["old"], _COLOURS["held_out"])
+    return [go.Bar(x=table["month"], y=table[column], name=label, marker_color=colour)
+            for (column, label), colour in zip(names, colours)]
+
+
+def _coverage_title(table: pd.DataFrame) -> str:
+    covered = int(((table["train_recent"] + table["train_old"]) > 0).sum())
+    return f"Months covered by the train set: {covered} of {len(table)}"
+
+
+def coverage_figure(table: pd.DataFrame) -> go.Figure:
+    """A static bar chart of :func:`coverage_table` (for headless runs and reports)."""
+    figure = go.Figure(_coverage_traces(table))
+    _style(figure, _coverage_title(table))
+    return figure
+
+
+def _style(figure: go.Figure, title: str) -> None:
+    figure.update_layout(title=title, barmode="group", height=360, margin={"l": 40, "r": 10, "t": 50, "b": 40},
+                         xaxis_title="month", yaxis_title="samples", legend_orientation="h")
+
+
+def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None, str]]]]:
+    """Preview rows as (quantity, parts); a part with a key is a count that gets its CSS class."""
+    summary, counts = selection_summary(selection), selection.counts
+
+    def pair(first: str, second: str) -> list[tuple[str | None, str]]:
+        return [(first, f"{getattr(counts, first):,}"), (None, " / "), (second, f"{getattr(counts, second):,}")]
+
+    return [
+        ("recent available / selected", pair("recent_available", "recent_selected")),
+        ("old available / selected", pair("old_available", "old_selected")),
+        ("dropped by max (recent + old)",
+         [(None, f"{counts.recent_dropped_by_max + counts.old_dropped_by_max:,}")]),
+        ("train samples", [("train_samples", f"{counts.train_samples:,}")]),
+        ("recent vs old share", [(None, f"{summary['recent_share']}% / {summary['old_share']}%")]),
+        ("mode mix", [(None, ", ".join(f"{mode} {share}%" for mode, share in summary["mode_mix"].items()))]),
+        ("held out: recent / old probe", [(None, f"{counts.eval_recent:,} / {summary['eval_old']:,}")]),
+        ("projected tokens", [(None, f"{summary['tokens']:,}")]),
+        ("projected training time and cost", [(None, f"{summary['hours']} h, ${summary['usd']} (estimate)")]),
+    ]
+
+
+def preview_table(selection: Selection) -> pd.DataFrame:
+    """The preview as a two-column table (quantity, value) for static display."""
+    rows = [(quantity, "".join(text for _, text in parts)) for quantity, parts in _preview_rows(selection)]
+    return pd.DataFrame(rows, columns=["quantity", "value"])
+
+
+def preview_html(selection: Selection) -> str:
+    """The preview as HTML; each count carries a CSS class (``mh-old-selected``, ...)."""
+    def cell(parts: list[tuple[str | None, str]]) -> str:
+        return "".join(html.escape(text) if key is None else
+                       f'<span class="mh-{key.replace("_", "-")}">{html.escape(text)}</span>'
+                       for key, text in parts)
+
+    rows = "".join(f"<tr><td>{html.escape(quantity)}</td><td>{cell(parts)}</td></tr>"
+                   for quantity, parts in _preview_rows(selection))
+    return f'<table class="mh-preview">{rows}</table>'
+
+
+class SelectionControls(widgets.VBox):
+    """Interactive selection: controls, preview and coverage chart, re-computed on every change.
+
+    Attributes:
+        selection: the selection for the current control values.
+        strategy: the strategy for the current control values.
+    """
+
+    def __init__(self, samples: pd.DataFrame, strategy: Strategy, now: datetime, seed: int, *,
+                 old_probe_ids: Collection[str] | None = None) -> None:
+        self._samples, self._now, self._probe = samples, now, old_probe_ids
+        self._base = strategy
+        span_days = _history_days(samples, now)
+        days = strategy.days_recent if strategy.days_recent is not None else span_days
+        self.foundation = widgets.Checkbox(value=strategy.is_foundation, description="foundation (all memories)")
+        self.days = widgets.IntSlider(value=min(days, span_days), min=0, max=span_days, description="recent days",
+                                      continuous_update=False)
+        self.old = widgets.IntSlider(value=min(strategy.old_samples, max(len(samples), 1)), min=0,
+                                     max=max(len(samples), 1), description="old samples", continuous_update=False)
+        self.mode = widgets.Dropdown(options=[_ALL_MODES, *MODES], value=strategy.mode or _ALL_MODES,
+                                     description="mode")
+        self.max = widgets.Text(value="" if strategy.max_samples is None else str(strategy.max_samples),
+                                placeholder="no cap", description="max samples", continuous_update=False)
+        self.seed = widgets.IntText(value=seed, description="seed")
+        self.sampling = widgets.ToggleButtons(options=list(OLD_SAMPLING), value=strategy.old_sampling,
+                                              description="old sampling")
+        self.preview = widgets.HTML()
+        self.figure = go.FigureWidget()
+        self.strategy, self.selection = strategy, None
+        for control, css in ((self.days, "mh-days"), (self.old, "mh-old"), (self.mode, "mh-mode"),
+                             (self.max, "mh-max"), (self.seed, "mh-seed"), (self.sampling, "mh-sampling"),
+                             (self.foundation, "mh-foundation"), (self.preview, "mh-preview-box")):
+            control.add_class(css)
+            control.observe(self._changed, names="value")
+        chart = widgets.Box([self.figure])
+        chart.add_class("mh-coverage")
+        super().__init__([self.foundation, self.days, self.old, self.mode, self.max, self.seed, self.sampling,
+                          self.preview, chart])
+        self._changed()
+
+    def current_strategy(self) -> Strategy:
+        """The strategy the controls describe now."""
+        max_text = self.max.value.strip()
+        return dataclasses.replace(
+            self._base, name="custom",
+            days_recent=None if self.foundation.value else int(self.days.value),
+            old_samples=int(self.old.value), mode=None if self.mode.value == _ALL_MODES else self.mode.value,
+            max_samples=int(max_text) if max_text.isdigit() else None, old_sampling=self.sampling.value)
+
+    def _changed(self, _change: dict | None = None) -> None:
+        self.days.disabled = self.foundation.value
+        self.strategy = self.current_strategy()
+        self.selection = select(self._samples, self.strategy, self._now, int(self.seed.value),
+                                old_probe_ids=self._probe)
+        self.preview.value = preview_html(self.selection)
+        table = coverage_table(self._samples, self.selection)
+        with self.figure.batch_update():
+            if not self.figure.data:
+                self.figure.add_traces(_coverage_traces(table))
+            for trace, column in zip(self.figure.data, ("history", "train_recent", "train_old", "held_out")):
+                trace.x, trace.y = list(table["month"]), table[column].tolist()
+            _style(self.figure, _coverage_title(table))
+
+
+def _history_days(samples: pd.DataFrame, now: datetime) -> int:
+    """Days from the oldest sample to ``now`` (at least 1), the recent slider's range."""
+    if samples.empty:
+        return 1
+    oldest = samples["timestamp"].min()
+    return max(int(np.ceil((pd.Timestamp(now) - oldest).total_seconds() / 86_400)), 1)
+
+
+def selection_controls(samples: pd.DataFrame, strategy: Strategy, now: datetime, seed: int, *,
+                       old_probe_ids: Collection[str] | None = None) -> SelectionControls:
+    """Build the interactive controls for ``samples`` starting from ``strategy``."""
+    return SelectionControls(samples, strategy, now, seed, old_probe_ids=old_probe_ids)
