@@ -68,6 +68,7 @@ app.command("demo")(_cycle.demo)
 from metahuman_lib.cli import registry as _registry_cli
 
 app.add_typer(_registry_cli.app, name="registry")
+
 from metahuman_lib.cli import data as _data  # noqa: E402
 
 app.command("demo-profile")(_data.demo_profile)
