@@ -24,22 +24,23 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from metahuman_lib._io import atomic_write_json, sha256_file
+from metahuman_lib._io import atomic_write_bytes, atomic_write_json, sha256_file
 from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
-from metahuman_lib.parameters import RunParameters
+from metahuman_lib.parameters import RunParameters, parse_now
 from metahuman_lib.profile import Profile, make_run_label
 from metahuman_lib.registry import run_lock
 from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
 
 NOTEBOOKS_ENV_VAR = "METAHUMAN_NOTEBOOKS"
 PARAMETERS_FILE = "parameters.json"
+PARAMETER_SET_DIR = "parameters"
 REQUIRED_NOTEBOOK_PARAMETERS = ("username", "root", "run_dir")
 _UNTRACKED = {"manifest.json", ".manifest.lock", PARAMETERS_FILE, "report.html"}
-_UNTRACKED_DIRS = {"notebooks", "reports"}
+_UNTRACKED_DIRS = {"notebooks", "reports", PARAMETER_SET_DIR}
 FINISHED_STATES = {"succeeded", "skipped"}
 
 
@@ -351,7 +352,8 @@ def parameter_pool(ctx: _Context) -> dict[str, Any]:
         "params": str(ctx.run_dir / PARAMETERS_FILE),
         "params_file": str(ctx.run_dir / PARAMETERS_FILE),
         "parameters_file": str(ctx.run_dir / PARAMETERS_FILE),
-        "strategy": params.name,
+        "strategy": str(parameter_set_file(ctx.run_dir, params)),
+        "gate": _plain_block(params.raw.get("gate", {})),
         "now": params.now.isoformat().replace("+00:00", "Z"),
         "seed": params.seed,
         "backend": ctx.backend,
@@ -361,6 +363,35 @@ def parameter_pool(ctx: _Context) -> dict[str, Any]:
         "progress": False,
     }
     return pool
+
+
+def parameter_set_file(run_dir: Path, params: RunParameters) -> Path:
+    """The run's resolved parameter set as YAML (``parameters/<name>.yaml`` in the run folder).
+
+    Notebooks that load a parameter set by name or path (``strategy``) get this file, so the
+    flags applied on the command line reach them.
+    """
+    return Path(run_dir) / PARAMETER_SET_DIR / f"{params.name}.yaml"
+
+
+def write_parameter_set(run_dir: Path, params: RunParameters) -> Path:
+    """Write :func:`parameter_set_file` once (a resumed run keeps the file it started with)."""
+    import yaml
+
+    path = parameter_set_file(run_dir, params)
+    if not path.exists():
+        document = {"description": f"Resolved parameters of run {Path(run_dir).name}",
+                    "seed": params.seed, **_plain_block(params.raw)}
+        atomic_write_bytes(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
+    return path
+
+
+def _plain_block(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain_block(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_block(v) for v in value]
+    return value
 
 
 def _run_step(ctx: _Context, step: Step) -> None:
@@ -439,6 +470,7 @@ def _start_cycle(ctx: _Context, steps: tuple[Step, ...], resumed: bool) -> None:
     params_path = ctx.run_dir / PARAMETERS_FILE
     if not params_path.exists():
         atomic_write_json(params_path, record)
+    write_parameter_set(ctx.run_dir, ctx.params)
 
     def change(manifest: dict[str, Any]) -> None:
         cycle = manifest.setdefault("cycle", {})
@@ -556,3 +588,109 @@ def _kernel_environment() -> Iterator[None]:
             os.environ.pop("PLOTLY_RENDERER", None)
         else:
             os.environ["PLOTLY_RENDERER"] = saved
+
+
+# --------------------------------------------------------------------------- the demo
+
+DEMO_MONTH = timedelta(days=30)
+DEMO_MODEL_DIR = "demo-models/tiny-qwen2"
+DEMO_PARAMETERS_DIR = "demo-parameters"
+# CPU-sized training for the tiny model: one epoch, short sequences, LoRA
+DEMO_TRAINING: dict[str, Any] = {
+    "method": "lora",
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "learning_rate": 2e-3,
+    "epochs": 1.0,
+    "batch_size": 8,
+    "grad_accum": 1,
+    "max_seq_len": 256,
+    "warmup_ratio": 0.1,
+    "eval_batch_size": 16,
+    "eval_train_samples": 32,
+    "checkpoint_every_steps": 1000,
+}
+
+
+def demo_times(profile: Profile) -> tuple[datetime, datetime]:
+    """(foundation ``now``, monthly ``now``): the demo profile's end, and a month before it.
+
+    The demo profile holds memories up to its end date; the foundation run is dated one month
+    earlier, so it sees only the memories before that (selection sets newer ones aside), and the
+    monthly run at the end date finds a month of new memories to learn.
+    """
+    from metahuman_lib.demo import DEMO_END, MARKER_NAME
+
+    end = DEMO_END
+    marker = profile.profile_dir / MARKER_NAME
+    if marker.is_file():
+        recorded = _read_small_json(marker).get("end")
+        if recorded:
+            end = parse_now(recorded)
+    return end - DEMO_MONTH, end
+
+
+def _read_small_json(path: Path) -> dict[str, Any]:
+    """A small JSON file as a dict (empty when unreadable)."""
+    from metahuman_lib._io import read_json
+
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_demo_parameters(profile: Profile, base_model: Path) -> dict[str, Path]:
+    """The demo's parameter sets: the shipped foundation and monthly sets with a CPU-sized
+    ``training`` block on the tiny base model, written under ``<root>/demo-parameters/``."""
+    import yaml
+
+    from metahuman_lib.strategies import read_parameter_set
+
+    folder = profile.root / DEMO_PARAMETERS_DIR
+    paths = {}
+    for name in ("foundation", "monthly"):
+        document = dict(read_parameter_set(name))
+        training = {**dict(document.get("training") or {}), **DEMO_TRAINING, "base_model": str(base_model)}
+        document["training"] = training
+        document["description"] = f"Demo {name} run: the shipped '{name}' set on a tiny CPU model."
+        path = folder / f"demo-{name}.yaml"
+        atomic_write_bytes(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
+        paths[name] = path
+    return paths
+
+
+def ensure_demo_model(profile: Profile) -> Path:
+    """The tiny base model of the demo, built once from the demo profile's own text."""
+    from metahuman_lib.training.tiny import build_tiny_model, profile_texts
+
+    target = profile.root / DEMO_MODEL_DIR
+    if not (target / "config.json").is_file():
+        build_tiny_model(target, profile_texts(profile))
+    return target
+
+
+def run_demo(profile: Profile, *, echo: Callable[[str], None] | None = None, progress: bool = False,
+             redact: bool = False) -> list[CycleResult]:
+    """``make demo``: a foundation run, then a monthly run one simulated month later building on v1.
+
+    Writes the demo profile and the tiny base model when missing; trains locally on the CPU.
+    """
+    from metahuman_lib.demo import resolve_profile
+    from metahuman_lib.parameters import CycleFlags, resolve_parameters
+
+    say = echo or (lambda _line: None)
+    profile = resolve_profile(profile.username, profile.root)
+    foundation_now, monthly_now = demo_times(profile)
+    say(f"Demo profile: {profile.profile_dir}")
+    base = ensure_demo_model(profile)
+    say(f"Tiny base model: {base}")
+    sets = write_demo_parameters(profile, base)
+    results = []
+    for name, when in (("foundation", foundation_now), ("monthly", monthly_now)):
+        say(f"\n== {name} run as of {when:%Y-%m-%d}")
+        params = resolve_parameters(CycleFlags(params=str(sets[name]), now=when))
+        results.append(run_cycle(profile, params, backend="local", now=when, progress=progress,
+                                 redact=redact, echo=say))
+    return results
