@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from metahuman_lib.curation import DROP_REASONS, MODES, CurationResult
+from metahuman_lib.curation import DROP_REASONS, MODES, CurationOptions, CurationResult, build_samples
 from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.memory import LoadReport, load_memories
+from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
 from metahuman_lib.text_rules import SCRUB_KINDS, filler_phrases_in
 
@@ -67,6 +69,8 @@ class QualityMetrics:
         duplicates_exact, duplicates_near: duplicates removed by curation.
         scrubbed: items replaced per PII kind.
         dropped: memories dropped per reason.
+
+    The seed's gates and targets are read from these fields by :func:`evaluate_gates`.
     """
 
     total: int
@@ -455,3 +459,84 @@ def record_quality(run_dir: Path, metrics: QualityMetrics, results: Sequence[Gat
 
     update_manifest(Path(run_dir), change)
     return section
+
+
+# ---------------------------------------------------------------------------------------------
+# One call for the CLI and the review notebook
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QualityReview:
+    """Everything the quality review shows: the load, the curation, the metrics and the gates.
+
+    Attributes:
+        memories: the memories table.
+        load_report: the loader's report of skipped files.
+        curation: samples, dropped memories and counts.
+        metrics: the seed's metrics over the samples.
+        gates: the gate results for ``kind``.
+        kind: ``foundation`` or ``monthly``.
+        new_samples: the monthly 'new samples' count (None for foundation, or without ``now``).
+    """
+
+    memories: pd.DataFrame
+    load_report: LoadReport
+    curation: CurationResult
+    metrics: QualityMetrics
+    gates: list[GateResult]
+    kind: str
+    new_samples: int | None
+
+
+def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
+                   kind: str = "foundation", now: datetime | None = None, recent_days: int = 30,
+                   gates: QualityGates | None = None) -> QualityReview:
+    """Load a profile, curate it, measure it and evaluate the gates (the seed's review step).
+
+    Args:
+        profile: the profile to review.
+        options: curation options (the defaults scrub PII and drop duplicates).
+        kind: which gates: ``foundation`` or ``monthly``.
+        now: for ``monthly``, the end of the recent window whose samples count as new; None
+            counts every sample as new.
+        recent_days: length of the recent window in days.
+        gates: gate thresholds; the seed's by default.
+    """
+    if kind not in GATE_KINDS:
+        raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
+    memories, report = load_memories(profile)
+    result = build_samples(memories, options)
+    metrics = quality_metrics(result.samples, result.stats)
+    new_samples = None
+    if kind == "monthly" and now is not None:
+        new_samples = count_recent(result.samples, now, recent_days)
+    results = evaluate_gates(metrics, kind, new_samples, gates)
+    return QualityReview(memories, report, result, metrics, results, kind, new_samples)
+
+
+def drop_reasons_table(result: CurationResult) -> pd.DataFrame:
+    """Dropped memories per reason, with what each reason means (columns reason, memories, meaning)."""
+    counts = result.dropped["reason"].value_counts() if len(result.dropped) else pd.Series(dtype="int64")
+    rows = [(reason, int(counts.get(reason, 0)), meaning) for reason, meaning in DROP_REASONS.items()
+            if counts.get(reason, 0)]
+    return pd.DataFrame(rows, columns=["reason", "memories", "meaning"])
+
+
+def filler_table(metrics: QualityMetrics) -> pd.DataFrame:
+    """The filler phrases found in the samples, most frequent first (columns phrase, samples)."""
+    return pd.DataFrame(list(metrics.top_fillers), columns=["phrase", "samples"])
+
+
+def finish_review(review: QualityReview, run_dir: str | Path | None) -> str:
+    """The review notebook's last step: inside a run, record the results and enforce the gates.
+
+    Without a run folder nothing is written (exploring). With one, the metrics and gate results
+    go into the manifest's ``quality`` section, then a failed gate raises
+    :class:`PipelineStepError` so the pipeline stops at this step with the reason.
+    """
+    if not run_dir:
+        return "Exploring: nothing recorded (the pipeline sets run_dir to record into a run)."
+    record_quality(Path(run_dir), review.metrics, review.gates, review.kind)
+    require_gates(review.gates)
+    return f"Quality recorded in {Path(run_dir) / 'manifest.json'}: every gate passed."

@@ -73,3 +73,7 @@ from metahuman_lib.cli import data as _data  # noqa: E402
 
 app.command("demo-profile")(_data.demo_profile)
 app.command("load")(_data.load)
+
+from metahuman_lib.cli import curate as _curate  # noqa: E402
+
+app.command("curate")(_curate.curate)
