@@ -41,6 +41,7 @@ from metahuman_lib import __version__
 from metahuman_lib._io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from metahuman_lib.errors import ConfigError, WorkbenchError
 from metahuman_lib.profile import Profile
+from metahuman_lib.quality import quality_metrics
 from metahuman_lib.runfolder import read_manifest, record_files, update_manifest
 from metahuman_lib.samples import SAMPLE_COLUMNS, iter_records
 from metahuman_lib.strategies import MODES, Strategy, strategy_from_mapping
@@ -158,9 +159,15 @@ def _utc(now: datetime) -> datetime:
     return now.astimezone(timezone.utc)
 
 
-def parse_now(value: str | datetime | None) -> datetime:
-    """``now`` from a notebook parameter or flag: ISO text, a datetime, or empty for the current time."""
+def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None) -> datetime:
+    """``now`` from a notebook parameter or flag: ISO 8601 text or a datetime, in UTC.
+
+    Empty means: the newest sample's timestamp when ``samples`` is given (so exploring an
+    older profile, such as the demo, shows a full recent window), else the current time.
+    """
     if value is None or value == "":
+        if samples is not None and len(samples):
+            return samples["timestamp"].max().tz_convert("UTC").to_pydatetime()
         return datetime.now(timezone.utc)
     if isinstance(value, datetime):
         return _utc(value)
@@ -564,25 +571,10 @@ def selection_summary(selection: Selection) -> dict[str, Any]:
     }
 
 
-def selected_set_metrics(frame: pd.DataFrame) -> dict[str, Any]:
-    """Length metrics of a samples table, as MetaHuman OS defines them (spec section 3).
-
-    Short is at most 40 words of assistant text, long more than 100, medium the rest.
-    """
-    count = len(frame)
-    words = frame["word_count"].to_numpy(dtype=np.int64) if count else np.zeros(0, dtype=np.int64)
-
-    def share(mask: np.ndarray) -> float:
-        return round(100 * float(mask.sum()) / count, 1) if count else 0.0
-
-    return {
-        "samples": count,
-        "mean_words": round(float(words.mean()), 1) if count else 0.0,
-        "short_pct": share(words <= 40),
-        "medium_pct": share((words > 40) & (words <= 100)),
-        "long_pct": share(words > 100),
-        "mode_pct": mode_mix(frame),
-    }
+def selection_quality(selection: Selection) -> dict[str, Any]:
+    """The seed's quality metrics (:func:`metahuman_lib.quality.quality_metrics`) of each set."""
+    return {name: quality_metrics(frame).to_dict() for name, frame in
+            (("train", selection.train), ("eval_recent", selection.eval_recent), ("eval_old", selection.eval_old))}
 
 
 # ---------------------------------------------------------------- run folder
@@ -612,7 +604,7 @@ def selection_record(selection: Selection, quality: dict[str, Any] | None = None
         "ids": {"train": selection.train["sample_id"].tolist(),
                 "eval_recent": selection.eval_recent["sample_id"].tolist(),
                 "eval_old": selection.eval_old["sample_id"].tolist()},
-        "quality": quality if quality is not None else {"train": selected_set_metrics(selection.train)},
+        "quality": quality if quality is not None else selection_quality(selection),
     }
 
 

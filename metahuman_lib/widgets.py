@@ -195,3 +195,24 @@ def selection_controls(samples: pd.DataFrame, strategy: Strategy, now: datetime,
                        old_probe_ids: Collection[str] | None = None) -> SelectionControls:
     """Build the interactive controls for ``samples`` starting from ``strategy``."""
     return SelectionControls(samples, strategy, now, seed, old_probe_ids=old_probe_ids)
+
+
+def samples_overview(samples: pd.DataFrame) -> pd.DataFrame:
+    """One row about a samples table: samples, memories, first and last time, months, mode mix."""
+    if samples.empty:
+        return pd.DataFrame([{"samples": 0, "memories": 0}])
+    shares = samples["mode"].value_counts(normalize=True)
+    row = {
+        "samples": len(samples),
+        "memories": samples["memory_id"].nunique(),
+        "first": samples["timestamp"].min().strftime("%Y-%m-%d %H:%M"),
+        "last": samples["timestamp"].max().strftime("%Y-%m-%d %H:%M"),
+        "months": samples["timestamp"].dt.strftime("%Y-%m").nunique(),
+    }
+    row.update({f"{mode} %": round(100 * float(shares.get(mode, 0.0)), 1) for mode in MODES})
+    return pd.DataFrame([row])
+
+
+def distances_table(selection: Selection) -> pd.DataFrame:
+    """Total-variation distances of the old samples to the old pool, per method (rows) and axis."""
+    return pd.DataFrame(selection.distances).T.rename_axis("method")

@@ -250,7 +250,10 @@ def test_write_and_reproduce(tmp_path):
     assert section["parameters"]["old_samples"] == 200 and section["strategy"] == "monthly"
     assert section["counts"] == selection.counts.to_dict()
     assert section["ids"]["train"] == selection.train["sample_id"].tolist()
-    assert section["quality"]["train"]["samples"] == len(selection.train)
+    assert section["quality"]["train"]["total"] == len(selection.train)
+    assert section["quality"]["eval_old"]["total"] == len(selection.eval_old)
+    assert section["quality"]["train"]["short_pct"] + section["quality"]["train"]["medium_pct"] + \
+        section["quality"]["train"]["long_pct"] == pytest.approx(100.0, abs=0.2)
     assert section["library_version"]
     assert set(manifest["files"]) == {"dataset.jsonl", "eval_recent.jsonl", "eval_old.jsonl"}
     back = read_samples_jsonl(run_dir / "dataset.jsonl")
