@@ -1,0 +1,180 @@
+"""Loading the model a run starts from, and saving what it produced.
+
+Building on the previous version (defect 8 of MetaHuman OS: it silently did not happen):
+
+* parent ``adapter`` + method ``lora``: load ``base_model``, then the parent adapter *as
+  trainable*, and keep training that same adapter. The new adapter is the old one plus this
+  month's update, still on the same base, so Ollama's ``FROM base`` + ``ADAPTER`` keeps working and
+  the lineage stays one adapter per base. Its rank/alpha/targets come from the parent adapter.
+* parent ``adapter`` + method ``full``: load the base, merge the adapter into it, fine-tune all.
+* parent ``model`` (a full checkpoint): load it as the model; ``lora`` adds a new adapter on it.
+* no parent, or parent ``base``: start from ``base_model``.
+
+The run record names exactly what was loaded, with the sha256 of the parent weights; a parent
+whose checksum differs from the one in ``train_config.json`` is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from metahuman_lib._io import sha256_file, sha256_tree
+from metahuman_lib.errors import ConfigError, MissingExtraError
+from metahuman_lib.training.config import TrainConfig
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def weights_sha256(folder: Path) -> str:
+    """One sha256 over the weight files of a model or adapter folder (name and content, sorted).
+
+    Only weights count, so re-saving a tokenizer or README does not change a version's identity.
+    """
+    import hashlib
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise ConfigError(f"No weight files (*.safetensors) in {folder}: is this an adapter or model folder?")
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on the CPU."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def model_dtype(method: str, precision: str) -> Any:
+    """Weights dtype: LoRA keeps the frozen base in the compute dtype; full bf16 trains in bf16.
+
+    Full fine-tunes in fp16 keep fp32 master weights (pure fp16 training diverges).
+    """
+    import torch
+
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16" and method == "lora":
+        return torch.float16
+    return torch.float32
+
+
+def parent_record(config: TrainConfig) -> dict[str, Any] | None:
+    """What the run builds on, with checksums; raises when the parent is missing or changed."""
+    parent = config.parent
+    if parent is None or parent.kind == "base":
+        return None
+    folder = Path(parent.path)
+    if not folder.is_dir():
+        raise ConfigError(f"Parent version {parent.version} not found at {folder}: the run would not "
+                          "build on it. Restore the folder or reset the registry to the original base.")
+    record = {"version": parent.version, "kind": parent.kind, "path": str(folder),
+              "weights_sha256": weights_sha256(folder), "tree_sha256": sha256_tree(folder)}
+    if parent.sha256 and parent.sha256 not in (record["weights_sha256"], record["tree_sha256"]):
+        raise ConfigError(f"Parent version {parent.version} at {folder} has sha256 "
+                          f"{record['weights_sha256']}, but train_config.json expects {parent.sha256}: "
+                          "the parent changed since it was registered.")
+    if parent.kind == "adapter":
+        adapter_base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        record["adapter_base_model"] = adapter_base
+        if adapter_base and adapter_base != config.base_model:
+            raise ConfigError(f"Parent adapter {folder} was trained on {adapter_base!r}, but base_model is "
+                              f"{config.base_model!r}: set base_model to the adapter's base.")
+    return record
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft still reads ``is_gradient_checkpointing``, which transformers 5 deprecates loudly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def load_model(config: TrainConfig, precision: str, parent: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The model this run trains (with a trainable adapter for LoRA), and a record of what was loaded.
+
+    Args:
+        parent: the checked :func:`parent_record` of ``config.parent`` (None for a foundation run).
+    """
+    try:
+        import peft  # noqa: F401
+        from transformers import AutoModelForCausalLM
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise MissingExtraError("train", exc.name or "transformers") from exc
+
+    dtype = model_dtype(config.method, precision)
+    source = parent["path"] if parent and parent["kind"] == "model" else config.base_model
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    loaded: dict[str, Any] = {"base_model": config.base_model, "weights_from": source,
+                              "dtype": str(dtype).replace("torch.", ""), "parent": parent}
+    with _quiet_peft():
+        model = _attach_adapter(model, config, parent, loaded)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    return model, loaded
+
+
+def _attach_adapter(model: Any, config: TrainConfig, parent: dict[str, Any] | None, loaded: dict[str, Any]) -> Any:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if parent and parent["kind"] == "adapter":
+        if config.method == "lora":
+            model = PeftModel.from_pretrained(model, parent["path"], is_trainable=True)
+            loaded["adapter"] = "continued_parent_adapter"
+        else:
+            model = PeftModel.from_pretrained(model, parent["path"]).merge_and_unload()
+            loaded["adapter"] = "parent_adapter_merged_into_base"
+    elif config.method == "lora":
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+        loaded["adapter"] = "new_adapter"
+    return model
+
+
+def lora_settings(model: Any) -> dict[str, Any] | None:
+    """The LoRA settings the model really trains with (from the parent adapter when continued)."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config:
+        return None
+    lora = peft_config["default"]
+    return {"r": lora.r, "alpha": lora.lora_alpha, "dropout": lora.lora_dropout,
+            "target_modules": sorted(lora.target_modules)}
+
+
+def save_output(model: Any, tokenizer: Any, run_dir: Path, method: str) -> Path:
+    """Save only the final weights, tokenizer and config under ``output/adapter`` or ``output/model``.
+
+    No optimizer state and no checkpoint ever lands here (defect 10), so a download of
+    ``output/`` is exactly what the registry needs.
+    """
+    out = Path(run_dir) / "output" / ("adapter" if method == "lora" else "model")
+    out.mkdir(parents=True, exist_ok=True)
+    with _quiet_peft():
+        model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "README.md").unlink(missing_ok=True)  # peft's empty model card template
+    return out
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
