@@ -54,6 +54,7 @@ BLOCK_PARSERS: dict[str, str] = {
     "runpod": "metahuman_lib.training.runpod_config:RunPodConfig",
     "report": "metahuman_lib.reports:ReportParams",
     "pipeline": "metahuman_lib.pipeline:PipelineParams",
+    "quality": "metahuman_lib.quality:QualityGates",
 }
 # blocks whose owner builds them with a function of (values, name=set name) instead
 BLOCK_BUILDERS: dict[str, str] = {"selection": "metahuman_lib.strategies:strategy_from_mapping"}

@@ -342,27 +342,57 @@ def step_parameters(notebook: Path, pool: Mapping[str, Any]) -> dict[str, Any]:
     return {name: pool[name] for name in declared if name in pool}
 
 
-def parameter_pool(ctx: _Context) -> dict[str, Any]:
-    """Everything a step notebook may ask for, by parameter name."""
+def parameter_pool(ctx: _Context, step: Step) -> dict[str, Any]:
+    """Everything a step's notebook may ask for, by parameter name: the run's common values and
+    the step's own (:data:`STEP_PARAMETERS`). Only the names a notebook declares are passed."""
     params = ctx.params
     pool: dict[str, Any] = {
         "username": ctx.profile.username,
         "root": str(ctx.profile.root),
         "run_dir": str(ctx.run_dir),
-        "params": str(ctx.run_dir / PARAMETERS_FILE),
-        "params_file": str(ctx.run_dir / PARAMETERS_FILE),
-        "parameters_file": str(ctx.run_dir / PARAMETERS_FILE),
-        "strategy": str(parameter_set_file(ctx.run_dir, params)),
-        "gate": _plain_block(params.raw.get("gate", {})),
         "now": params.now.isoformat().replace("+00:00", "Z"),
         "seed": params.seed,
         "backend": ctx.backend,
         "dry_run": ctx.dry_run,
         "redact": ctx.redact,
-        "kind": params.kind,
-        "progress": False,
     }
+    builder = STEP_PARAMETERS.get(step.name)
+    if builder is not None:
+        pool.update(builder(ctx))
     return pool
+
+
+def _quality_values(ctx: _Context) -> dict[str, Any]:
+    selection = ctx.params.raw.get("selection", {})
+    values = {"kind": "foundation" if ctx.params.kind == "foundation" else "monthly",
+              "mode": selection.get("mode") or "",
+              "gate_settings": _plain_block(ctx.params.raw.get("quality", {}))}
+    if selection.get("days_recent") is not None:
+        values["recent_days"] = selection["days_recent"]
+    return values
+
+
+def _selection_values(ctx: _Context) -> dict[str, Any]:
+    return {"strategy": str(parameter_set_file(ctx.run_dir, ctx.params))}
+
+
+def _training_values(ctx: _Context) -> dict[str, Any]:
+    return {"params": str(parameter_set_file(ctx.run_dir, ctx.params)),
+            "training": _plain_block(ctx.params.raw.get("training", {})),
+            "runpod": _plain_block(ctx.params.raw.get("runpod", {}))}
+
+
+def _evaluation_values(ctx: _Context) -> dict[str, Any]:
+    return {"gate": _plain_block(ctx.params.raw.get("gate", {})), "fail_on_reject": False}
+
+
+# step -> the values only that step's notebook takes (names as its parameters cell spells them)
+STEP_PARAMETERS: dict[str, Callable[[_Context], dict[str, Any]]] = {
+    "01_quality_review": _quality_values,
+    "02_curation": _selection_values,
+    "03_training_launch": _training_values,
+    "04_evaluation": _evaluation_values,
+}
 
 
 def parameter_set_file(run_dir: Path, params: RunParameters) -> Path:
@@ -406,7 +436,7 @@ def _run_step(ctx: _Context, step: Step) -> None:
         ctx.echo(f"[{step.name}] skipped (dry run)")
         return
     notebook = notebook_path(ctx.notebooks_dir, step)
-    values = step_parameters(notebook, parameter_pool(ctx))
+    values = step_parameters(notebook, parameter_pool(ctx, step))
     output = ctx.run_dir / "notebooks" / notebook.name
     before = _snapshot(ctx.run_dir)
     started = time.monotonic()
@@ -612,6 +642,11 @@ DEMO_TRAINING: dict[str, Any] = {
 }
 
 
+# the seed's gates ask for 3,000+ samples (foundation) and 500+ new ones (monthly): the demo
+# profile is smaller, so its runs lower those two thresholds and keep every other gate
+DEMO_QUALITY: dict[str, Any] = {"min_total_foundation": 300, "min_new_monthly": 100}
+
+
 def demo_times(profile: Profile) -> tuple[datetime, datetime]:
     """(foundation ``now``, monthly ``now``): the demo profile's end, and a month before it.
 
@@ -654,6 +689,7 @@ def write_demo_parameters(profile: Profile, base_model: Path) -> dict[str, Path]
         document = dict(read_parameter_set(name))
         training = {**dict(document.get("training") or {}), **DEMO_TRAINING, "base_model": str(base_model)}
         document["training"] = training
+        document["quality"] = {**dict(document.get("quality") or {}), **DEMO_QUALITY}
         document["description"] = f"Demo {name} run: the shipped '{name}' set on a tiny CPU model."
         path = folder / f"demo-{name}.yaml"
         atomic_write_bytes(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))

@@ -181,6 +181,7 @@ def export_notebook_html(notebook: Path, target: Path, *, redact: bool = False,
     nb = nbformat.read(str(notebook), as_version=4)
     if redact and memory is None:
         memory = memory_text_index(run_memory_texts(run_dir, _run_profile(run_dir)) if run_dir else [])
+    nb.metadata.pop("widgets", None)  # live widget state (megabytes of JS) cannot run offline
     has_plotly = _prepare_outputs(nb, memory if redact else None)
     exporter = HTMLExporter(template_name="lab", extra_loaders=[_template_loader()],
                             template_file="offline.html.j2", embed_images=True)
