@@ -68,6 +68,12 @@ class GateConfig:
     max_filler_rate_increase: float | None = None
     max_median_length_change: float | None = None
 
+    @property
+    def month_limit_pct(self) -> float:
+        """The per-month limit in percent (the overall one when months are not gated separately)."""
+        limit = self.max_month_worsening if self.max_month_worsening is not None else self.max_old_worsening
+        return 100.0 * limit
+
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any] | None) -> GateConfig:
         """Build from a YAML block or notebook parameter; unknown keys raise with close names."""

@@ -1159,3 +1159,55 @@ def parse_version(value: str | int) -> int:
     if not match:
         raise RegistryError(f"Not a version: {value!r}; use a number such as 3 or v3.")
     return int(match.group(1))
+
+
+# --------------------------------------------------------------------------------------------
+# what the pipeline's registry step does (notebook 05)
+# --------------------------------------------------------------------------------------------
+
+ACTIONS = ("", "promote", "rollback", "reset", "prune")
+
+
+def register_and_promote(profile: Profile, run_dir: str | Path, *, now: datetime) -> dict[str, Any]:
+    """The registry step of a run: register it (once), promote it when its gate passed.
+
+    Re-running the step for a run that is already registered does not register it twice, so a
+    resumed pipeline is safe. A rejected candidate stays registered as ``rejected``; that is a
+    normal outcome, reported with the gate's reasons. With an empty ``run_dir`` nothing happens.
+    The outcome is also written to the run's manifest (section ``registry``).
+    """
+    if not run_dir:
+        return {"registered": False, "reason": "no run_dir: exploring the registry only"}
+    run_dir = Path(run_dir).resolve()
+    label = _run_label_of(profile, run_dir)
+    existing = next((r for r in profile_state(profile)["versions"] if r.get("run_label") == label), None)
+    record = existing or register(profile, run_dir, now=now)
+    passed = (record.get("evaluation") or {}).get("passed")
+    if passed is True and record["status"] == "candidate":
+        record = promote(profile, record["version"], now=now)
+    promoted = profile_state(profile)["aliases"].get("current") == record["version"]
+    record_in_manifest(run_dir, record, promoted=promoted)
+    return {"registered": True, "version": record["version"], "status": record["status"],
+            "promoted": promoted, "gate_passed": passed,
+            "reasons": list((record.get("evaluation") or {}).get("reasons") or [])}
+
+
+def apply_action(profile: Profile, action: str, *, now: datetime, version: int | None = None,
+                 keep: int = DEFAULT_KEEP, force: bool = False) -> Any:
+    """Run one registry action named by a notebook parameter (``""`` does nothing)."""
+    if action not in ACTIONS:
+        close = difflib.get_close_matches(action, ACTIONS[1:], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"Unknown registry action {action!r}; use one of {', '.join(ACTIONS[1:])} "
+                            f"or an empty string.{hint}")
+    if action == "promote":
+        if version is None:
+            raise RegistryError("action 'promote' needs a version (notebook parameter version = N).")
+        return promote(profile, version, now=now, force=force)
+    if action == "rollback":
+        return rollback(profile, version, now=now)
+    if action == "reset":
+        return reset(profile, now=now)
+    if action == "prune":
+        return prune(profile, keep=keep, now=now)
+    return show(profile)

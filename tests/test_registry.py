@@ -487,6 +487,39 @@ def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Prof
     assert not list(registry.backups_dir(profile.registry_path).glob(".*.tmp"))
 
 
+def test_register_and_promote_is_idempotent_and_records_the_outcome(profile: Profile) -> None:
+    run = make_run(profile, 1, evaluation=PASSED)
+    outcome = registry.register_and_promote(profile, run, now=now())
+    assert outcome == {"registered": True, "version": 1, "status": "promoted", "promoted": True,
+                       "gate_passed": True, "reasons": PASSED["reasons"]}
+    assert registry.register_and_promote(profile, run, now=now()) == outcome  # a resumed step
+    assert len(registry.profile_state(profile)["versions"]) == 1
+    assert orjson.loads((run / "manifest.json").read_bytes())["registry"]["promoted"] is True
+    rejected = registry.register_and_promote(profile, make_run(profile, 2, parent_version=1, evaluation=FAILED),
+                                             now=now())
+    assert (rejected["status"], rejected["promoted"], rejected["reasons"]) == ("rejected", False, FAILED["reasons"])
+    assert registry.register_and_promote(profile, "", now=now())["registered"] is False
+
+
+@pytest.mark.parametrize(("action", "message"), [
+    ("rolback", (r"Unknown registry action 'rolback'; use one of promote, rollback, reset, prune or an empty "
+                r"string. Did you mean 'rollback'\?")),
+    ("promote", r"action 'promote' needs a version"),
+])
+def test_apply_action_errors(profile: Profile, action: str, message: str) -> None:
+    with pytest.raises(RegistryError, match=message):
+        registry.apply_action(profile, action, now=now())
+
+
+def test_apply_action_runs_each_operation(profile: Profile) -> None:
+    registered(profile, 4)
+    assert registry.apply_action(profile, "", now=now())["current_version"] == 4
+    assert registry.apply_action(profile, "rollback", now=now())["version"] == 3
+    assert registry.apply_action(profile, "promote", version=4, now=now())["version"] == 4
+    assert registry.apply_action(profile, "prune", keep=1, now=now()).removed == (1, 2)
+    assert registry.apply_action(profile, "reset", now=now())["current_version"] is None
+
+
 def test_parse_version() -> None:
     assert registry.parse_version("v3") == 3 and registry.parse_version(4) == 4
     with pytest.raises(RegistryError, match=r"Not a version: 'three'"):

@@ -65,10 +65,6 @@ from metahuman_lib.cli import cycle as _cycle  # noqa: E402
 app.command("fine-tune-cycle")(_cycle.fine_tune_cycle)
 app.command("demo")(_cycle.demo)
 
-from metahuman_lib.cli import registry as _registry_cli
-
-app.add_typer(_registry_cli.app, name="registry")
-
 from metahuman_lib.cli import data as _data  # noqa: E402
 
 app.command("demo-profile")(_data.demo_profile)
@@ -77,3 +73,7 @@ app.command("load")(_data.load)
 from metahuman_lib.cli import curate as _curate  # noqa: E402
 
 app.command("curate")(_curate.curate)
+
+from metahuman_lib.cli import registry as _registry_cli  # noqa: E402
+
+app.add_typer(_registry_cli.app, name="registry")
