@@ -77,3 +77,7 @@ app.command("curate")(_curate.curate)
 from metahuman_lib.cli import registry as _registry_cli  # noqa: E402
 
 app.add_typer(_registry_cli.app, name="registry")
+
+from metahuman_lib.cli import pods as _pods  # noqa: E402
+
+app.add_typer(_pods.app, name="pods")

@@ -1,0 +1,170 @@
+"""Pod lifecycle helpers and ``metahuman pods list|reap`` against the local fake RunPod API."""
+
+from __future__ import annotations
+
+import pytest
+from _helpers_runpod import FakeRunPodApi
+
+from metahuman_lib.cli import main
+from metahuman_lib.errors import BackendError
+from metahuman_lib.runfolder import update_manifest
+from metahuman_lib.training.pods import (
+    ApiKey,
+    PodApi,
+    create_pod_with_fallback,
+    find_claims,
+    plan_reap,
+    pod_name,
+    resolve_api_key,
+)
+from metahuman_lib.training.runpod_config import RunPodConfig
+
+API_KEY = "rpa_PODSKEY_0f9e8d7c6b5a"
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    api = FakeRunPodApi(api_key=API_KEY, ssh_port=22).start()
+    monkeypatch.setenv("RUNPOD_API_BASE_URL", api.base_url)
+    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
+    yield api
+    api.stop()
+
+
+def _claim(root, user, label, pod_id, state, terminated):
+    run = root / "profiles" / user / "out" / "fine-tuned-models" / label[:10] / label
+
+    def change(manifest):
+        manifest.setdefault("training", {})["runpod"] = {"pod_id": pod_id, "state": state,
+                                                         "terminated": terminated}
+
+    update_manifest(run, change)
+    return run
+
+
+# ------------------------------------------------------------------ key
+
+def test_api_key_from_environment_first(tmp_path):
+    stored = tmp_path / "config.toml"
+    stored.write_text('[default]\napi_key = "from-file"\n')
+    key = resolve_api_key({"RUNPOD_API_KEY": "from-env"}, stored)
+    assert key.reveal() == "from-env"
+    assert repr(key) == str(key) == f"{key}" == "ApiKey(***)"
+
+
+def test_api_key_from_the_sdk_credentials_file(tmp_path):
+    stored = tmp_path / "config.toml"
+    stored.write_text('[default]\napi_key = "from-file"\n')
+    assert resolve_api_key({}, stored).reveal() == "from-file"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, r"No RunPod API key: set RUNPOD_API_KEY in the environment, or run `runpod config`"),
+    ("[other]\napi_key = 'x'\n", r"No RunPod API key: set RUNPOD_API_KEY"),
+    ("not toml [", r"RunPod credentials file .*config.toml is not valid TOML"),
+])
+def test_api_key_missing_or_unreadable(tmp_path, content, message):
+    stored = tmp_path / "config.toml"
+    if content is not None:
+        stored.write_text(content)
+    with pytest.raises(BackendError, match=message):
+        resolve_api_key({}, stored)
+
+
+def test_api_errors_never_carry_the_key(fake_api):
+    fake_api.api_key = "another-key"  # the API now refuses ours
+    with pytest.raises(BackendError, match=r"RunPod API call 'get_pods' failed: AuthenticationError") as failure:
+        PodApi(ApiKey(API_KEY)).list()
+    assert API_KEY not in str(failure.value)
+
+
+# ------------------------------------------------------------------ names, create
+
+@pytest.mark.parametrize("parts, expected", [
+    (("metahuman", "greggles", "2025-12-03-182930-b19860"), "metahuman-greggles-2025-12-03-182930-b19860"),
+    (("metahuman", 'a"b c', "x"), "metahuman-a-b-c-x"),
+])
+def test_pod_name(parts, expected):
+    assert pod_name(*parts) == expected
+
+
+def test_price_cap_skips_expensive_gpu_types(fake_api):
+    config = RunPodConfig(gpu_types=("NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe"), max_hourly_usd=1.5)
+    created = []
+    pod, attempts = create_pod_with_fallback(PodApi(ApiKey(API_KEY)), config, "metahuman-u-r", {},
+                                             on_created=lambda pod, gpu, cloud: created.append(pod.id))
+    assert [(a.gpu_type, a.cloud_type, a.result) for a in attempts] == [
+        ("NVIDIA H100 80GB HBM3", "COMMUNITY", "over_max_price"),
+        ("NVIDIA H100 80GB HBM3", "SECURE", "over_max_price"),
+        ("NVIDIA A100 80GB PCIe", "COMMUNITY", "created"),
+    ]
+    assert created == [pod.id]
+
+
+def test_unknown_gpu_type_is_skipped(fake_api):
+    config = RunPodConfig(gpu_types=("NVIDIA GTX 9000", "NVIDIA A100 80GB PCIe"), cloud_types=("SECURE",))
+    pod, attempts = create_pod_with_fallback(PodApi(ApiKey(API_KEY)), config, "metahuman-u-r", {},
+                                             on_created=lambda *_: None)
+    assert [a.result for a in attempts] == ["unknown_gpu_type", "created"]
+    assert fake_api.pods[pod.id].cloud_type == "SECURE"
+
+
+# ------------------------------------------------------------------ reap
+
+def test_plan_reap_keeps_active_runs_and_ignores_other_pods(fake_api, tmp_path):
+    orphan = fake_api.add_pod("metahuman-demo-2026-01-01-000000-aaaaaa")
+    finished = fake_api.add_pod("metahuman-demo-2026-01-02-000000-bbbbbb")
+    active = fake_api.add_pod("metahuman-demo-2026-01-03-000000-cccccc")
+    fake_api.add_pod("someone-elses-pod")
+    _claim(tmp_path, "demo", "2026-01-02-000000-bbbbbb", finished.id, "succeeded", False)
+    _claim(tmp_path, "demo", "2026-01-03-000000-cccccc", active.id, "running", False)
+
+    pods = PodApi(ApiKey(API_KEY)).list()
+    plan = plan_reap(pods, find_claims(tmp_path), prefix="metahuman", include_active=False)
+
+    assert [(d.pod.id, d.action, d.reason) for d in plan] == [
+        (orphan.id, "terminate", "no_run_folder_claims_it"),
+        (finished.id, "terminate", "run_finished_succeeded"),
+        (active.id, "keep", "claimed_by_active_run"),
+    ]
+    plan_all = plan_reap(pods, find_claims(tmp_path), prefix="metahuman", include_active=True)
+    assert [d.action for d in plan_all] == ["terminate"] * 3
+
+
+def test_cli_list_and_reap(fake_api, tmp_path, capsys):
+    orphan = fake_api.add_pod("metahuman-demo-2026-01-01-000000-aaaaaa")
+    active = fake_api.add_pod("metahuman-demo-2026-01-03-000000-cccccc")
+    other = fake_api.add_pod("someone-elses-pod")
+    run = _claim(tmp_path, "demo", "2026-01-03-000000-cccccc", active.id, "running", False)
+
+    assert main(["pods", "list", "--root", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 2
+    assert listed[0].startswith(f"{orphan.id}  metahuman-demo-2026-01-01-000000-aaaaaa  RUNNING  "
+                                "NVIDIA A100 80GB PCIe  $1.19/h  up 0.00 h  $0.00  no run folder (orphan)")
+    assert listed[1].endswith(f"{run} (running)")
+
+    assert main(["pods", "reap", "--root", str(tmp_path), "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"would reap {orphan.id}  {orphan.name}  (no_run_folder_claims_it)",
+        f"keep       {active.id}  {active.name}  (claimed_by_active_run)",
+    ]
+    assert fake_api.terminated_ids == []
+
+    assert main(["pods", "reap", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"terminated {orphan.id}  {orphan.name}  (no_run_folder_claims_it)")
+    assert fake_api.terminated_ids == [orphan.id]
+    assert {pod.id for pod in fake_api.live_pods()} == {active.id, other.id}
+
+    assert main(["pods", "reap", "--root", str(tmp_path), "--all"]) == 0
+    assert fake_api.terminated_ids == [orphan.id, active.id]
+    assert [pod.id for pod in fake_api.live_pods()] == [other.id]
+    assert API_KEY not in capsys.readouterr().out
+
+
+def test_cli_without_key_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["pods", "list"]) == 2
+    assert capsys.readouterr().err.startswith("error: No RunPod API key: set RUNPOD_API_KEY")
