@@ -88,7 +88,7 @@ def test_every_step_is_recorded_with_its_notebook_and_report(demo: tuple[Profile
 def test_reports_draw_offline_in_chromium(demo: tuple[Profile, list[CycleResult]]) -> None:
     from _helpers_browser import open_report
 
-    profile, results = demo
+    _, results = demo
     pages = [results[-1].report, results[-1].index,
              *sorted((results[-1].run_dir / "reports").glob("*.html"))]
     for page in pages:
@@ -137,7 +137,7 @@ def test_resume_after_an_injected_failure(demo: tuple[Profile, list[CycleResult]
                                                 r"failure: disk full\. Fix the cause"):
         run_cycle(profile, params, backend="local", now=params.now, dry_run=True, notebooks_dir=notebooks,
                   progress=False)
-    run_dir = sorted(profile.fine_tuned_dir.glob("*/*/manifest.json"))[-1].parent
+    run_dir = max(profile.fine_tuned_dir.glob("*/*/manifest.json"), key=lambda p: p.parent.name).parent
     assert read_manifest(run_dir)["steps"]["02_curation"]["status"] == "failed"
     (profile.root / "INJECT_FAILURE").unlink()
     result = run_cycle(profile, params, backend="local", now=params.now, dry_run=True,
@@ -157,6 +157,6 @@ def test_notebooks_run_with_default_parameters(demo: tuple[Profile, list[CycleRe
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
          "--rootdir", str(profile.root), *map(str, sorted(NOTEBOOKS.glob("*.ipynb")))],
-        cwd=profile.root, env=env, capture_output=True, text=True, timeout=900,
+        cwd=profile.root, env=env, capture_output=True, text=True, timeout=900, check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
