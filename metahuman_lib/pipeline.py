@@ -377,9 +377,8 @@ def _selection_values(ctx: _Context) -> dict[str, Any]:
 
 
 def _training_values(ctx: _Context) -> dict[str, Any]:
-    return {"params": str(parameter_set_file(ctx.run_dir, ctx.params)),
-            "training": _plain_block(ctx.params.raw.get("training", {})),
-            "runpod": _plain_block(ctx.params.raw.get("runpod", {}))}
+    # the run's train_config.json is prepared before the notebook runs (prepare_training)
+    return {"timeout_s": ctx.timeouts.training_cell_timeout_s}
 
 
 def _evaluation_values(ctx: _Context) -> dict[str, Any]:
@@ -436,6 +435,17 @@ def _run_step(ctx: _Context, step: Step) -> None:
         ctx.echo(f"[{step.name}] skipped (dry run)")
         return
     notebook = notebook_path(ctx.notebooks_dir, step)
+    if step.trains:
+        try:
+            prepare_training(ctx.run_dir, ctx.profile, ctx.params)
+        except WorkbenchError as exc:
+            _record_step(ctx, step, status="failed", error=str(exc), finished_at=utc_now_iso())
+            raise PipelineStepError(f"Step {step.name} ({step.title}) failed: {exc}") from None
+        if ctx.dry_run and "dry_run" not in notebook_parameters(notebook):
+            _record_step(ctx, step, status="skipped", finished_at=utc_now_iso(),
+                         reason="dry_run: train_config.json prepared, training not launched")
+            ctx.echo(f"[{step.name}] prepared, not launched (dry run)")
+            return
     values = step_parameters(notebook, parameter_pool(ctx, step))
     output = ctx.run_dir / "notebooks" / notebook.name
     before = _snapshot(ctx.run_dir)
@@ -460,6 +470,63 @@ def _run_step(ctx: _Context, step: Step) -> None:
         raise
     _close_step(ctx, step, "succeeded", before, started)
     ctx.echo(f"[{step.name}] done in {time.monotonic() - started:.0f} s")
+
+
+def prepare_training(run_dir: Path, profile: Profile, params: RunParameters) -> Path | None:
+    """Write the run's ``train_config.json`` (once): the ``training`` block, building on the
+    registry's current version for an update run (defect 8: the parent is never dropped).
+
+    A foundation run starts from ``training.base_model``. An update run continues the current
+    version (its adapter on the same base, or its full checkpoint); a ``--base-model`` that is not
+    that lineage's base is refused rather than silently training something else.
+
+    Returns:
+        The file written, or None when the run already had one (a resumed run keeps it), or when
+        the training module is not installed.
+    """
+    try:
+        from metahuman_lib.training.config import (
+            TRAIN_CONFIG_NAME,
+            ParentRef,
+            TrainConfig,
+            write_train_config,
+        )
+    except ImportError:
+        return None
+    if (Path(run_dir) / TRAIN_CONFIG_NAME).exists():
+        return None
+    config = params.training if isinstance(params.training, TrainConfig) \
+        else TrainConfig.from_dict(dict(params.training))
+    if params.kind == "update":
+        parent = _registry_parent(profile, config, "--base-model" in params.flags)
+        if parent is not None:
+            version, path, kind, sha, base = parent
+            config = config.replace(parent=ParentRef(version=version, path=path, kind=kind, sha256=sha),
+                                    base_model=base or config.base_model)
+    return write_train_config(Path(run_dir), config)
+
+
+def _registry_parent(profile: Profile, config: Any, base_flag: bool) -> tuple[int, str, str, str | None,
+                                                                                 str | None] | None:
+    """(version, weights folder, adapter|model, sha256, base model) of the current version, or None."""
+    from metahuman_lib.registry import current_version
+
+    current = current_version(profile)
+    if current is None or not current.get("output_path"):
+        return None
+    lineage_base = current.get("base_model")
+    if base_flag and lineage_base and config.base_model != lineage_base:
+        raise ConfigError(
+            f"--base-model {config.base_model} is not the base of the current version "
+            f"v{current['version']} ({lineage_base}); an update run builds on the current version. "
+            "Start a new lineage with a foundation run (no window flags) and --base-model, or run "
+            "without --base-model."
+        )
+    path = Path(current["output_path"])
+    path = path if path.is_absolute() else profile.root / path
+    kind = "adapter" if current.get("output_kind") == "adapter" or path.name == "adapter" else "model"
+    base = lineage_base if kind == "adapter" else None
+    return int(current["version"]), str(path), kind, current.get("output_sha256"), base
 
 
 def _close_step(ctx: _Context, step: Step, status: str, before: dict[str, tuple[int, int]],
@@ -630,15 +697,18 @@ DEMO_TRAINING: dict[str, Any] = {
     "method": "lora",
     "lora_r": 8,
     "lora_alpha": 16,
-    "learning_rate": 2e-3,
+    "learning_rate": 2e-2,
     "epochs": 1.0,
+    "max_steps": 30,
     "batch_size": 8,
     "grad_accum": 1,
-    "max_seq_len": 256,
+    "max_seq_len": 192,
     "warmup_ratio": 0.1,
     "eval_batch_size": 16,
     "eval_train_samples": 32,
     "checkpoint_every_steps": 1000,
+    "probe_prompts": ["How are you feeling today?", "What did you do this afternoon?"],
+    "probe_max_new_tokens": 24,
 }
 
 
