@@ -14,6 +14,7 @@ from metahuman_lib.pipeline import (
     check_parameters,
     failure_reason,
     find_resumable_run,
+    prepare_training,
     run_cycle,
 )
 from metahuman_lib.profile import Profile
@@ -150,3 +151,46 @@ def test_notebook_parameters_are_checked(notebooks: Path, values: dict, message:
 )
 def test_failure_reason(ename: str, evalue: str, reason: str) -> None:
     assert failure_reason(ename, evalue) == reason
+
+
+def _registered_v1(tmp_path: Path) -> Profile:
+    from _helpers_registry import make_run
+
+    from metahuman_lib.registry import register_and_promote
+
+    profile = _profile(tmp_path)
+    run = make_run(profile, 1, base_model="tiny/base-model",
+                   evaluation={"passed": True, "reasons": ["ok"], "checks": []})
+    register_and_promote(profile, run, now=NOW)
+    return profile
+
+
+def test_update_run_builds_on_the_current_version(tmp_path: Path, param_dir: Path) -> None:
+    from metahuman_lib.training.config import read_train_config
+
+    profile = _registered_v1(tmp_path)
+    run_dir = profile.run_dir("2025-12-01-090000-cccccc")
+    prepare_training(run_dir, profile, _params(param_dir, monthly=True))
+    config = read_train_config(run_dir)
+    assert (config.parent.version, config.parent.kind) == (1, "adapter")
+    assert config.parent.path.endswith("/output/adapter") and config.parent.sha256
+    assert config.base_model == "tiny/base-model"
+    assert prepare_training(run_dir, profile, _params(param_dir, monthly=True)) is None  # kept
+
+
+def test_foundation_run_has_no_parent(tmp_path: Path, param_dir: Path) -> None:
+    from metahuman_lib.training.config import read_train_config
+
+    profile = _registered_v1(tmp_path)
+    run_dir = profile.run_dir("2025-12-01-090000-dddddd")
+    prepare_training(run_dir, profile, _params(param_dir, base_model="other/base"))
+    config = read_train_config(run_dir)
+    assert (config.parent, config.base_model) == (None, "other/base")
+
+
+def test_base_model_outside_the_lineage_is_refused_for_an_update(tmp_path: Path, param_dir: Path) -> None:
+    profile = _registered_v1(tmp_path)
+    with pytest.raises(ConfigError, match=r"--base-model other/base is not the base of the current version "
+                                          r"v1 \(tiny/base-model\); an update run builds on the current"):
+        prepare_training(profile.run_dir("2025-12-01-090000-eeeeee"), profile,
+                         _params(param_dir, monthly=True, base_model="other/base"))
