@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
 from metahuman_lib.errors import (
     BackendError,
     ConfigError,
@@ -16,8 +17,6 @@ from metahuman_lib.errors import (
     RegistryError,
     WorkbenchError,
 )
-from metahuman_lib.profile import Profile, make_run_label, resolve_root, validate_username
-from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
 from metahuman_lib.memory import (
     SKIP_REASONS,
     LoadReport,
@@ -26,7 +25,8 @@ from metahuman_lib.memory import (
     load_memories,
     summarize_memories,
 )
-from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
+from metahuman_lib.profile import Profile, make_run_label, resolve_root, validate_username
+from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
 
 __all__ = [
     "BackendError",

@@ -46,7 +46,7 @@ _SLUG_RUN = re.compile(r"[^a-z0-9-]+")
 _PERSON_NAMES = ("Maya", "Jonah", "Priya", "Luis", "Ren", "Tomás", "Keiko", "Pepper")
 _TYPE_WEIGHTS: dict[str, float] = {
     "conversation": 44, "inner_dialogue": 8, "reflection": 7, "dream": 4, "daydream": 1,
-    "observation": 11, "journal": 4, "tool_invocation": 8, "action": 3, "task": 3,
+    "observation": 12, "journal": 4, "tool_invocation": 7, "action": 2.5, "task": 2.5,
     "summary": 1.2, "file_read": 1, "file_write": 1, "search": 1.3, "operator_feedback": 1,
     "code_approval": 0.8, "fragment": 0.7,
 }

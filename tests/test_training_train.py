@@ -219,3 +219,18 @@ def test_plan_steps(batches, accum, epochs, max_steps, expected):
 @pytest.mark.parametrize(("total", "ratio", "expected"), [(30, 0.05, 2), (30, 0.0, 0), (1000, 0.03, 30), (3, 0.5, 2)])
 def test_warmup_is_a_ratio_of_real_steps(total, ratio, expected):
     assert train.warmup_steps(total, ratio) == expected
+
+
+def test_cost_projection_next_to_the_measured_run(lora_run, model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from metahuman_lib.training.cost import compare_with_actual, model_params_billions
+
+    frame = compare_with_actual(lora_run[0]).set_index("measure")
+    assert compare_with_actual(lora_run[0]).attrs["gpu"] == "cpu"
+    assert frame.loc["steps", "actual"] == lora_run[1]["train"]["steps"]
+    assert frame.loc["tokens", "actual"] == lora_run[1]["train"]["tokens_seen"]
+    assert 0.3 < frame.loc["tokens", "ratio"] < 3 and 0.3 < frame.loc["steps", "ratio"] < 3
+    assert frame.loc["dollars", "actual"] == 0.0
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert model_params_billions(str(model_dir)) == sum(p.numel() for p in model.parameters()) / 1e9

@@ -95,7 +95,7 @@ class LocalBackend:
         status = read_status(run_dir)
         if status.finished or not (run_dir / PID_NAME).exists() or alive_pid(run_dir) is not None:
             return status
-        code = child.returncode if child is not None else None
+        code = child.wait(timeout=10) if child is not None else None
         error = (f"the trainer process exited (code {code}) without finishing; "
                  f"see {run_dir / LOG_NAME}; launch again to resume from the last checkpoint")
         write_status(run_dir, state="failed", error=error, eta_s=None)
@@ -117,6 +117,8 @@ class LocalBackend:
                 bar.n = status.step
                 bar.set_postfix_str(f"{status.phase} loss={status.extra.get('loss', '-')}", refresh=True)
                 if status.finished:
+                    self._await_exit(run_dir)
+                    self._stream_log(run_dir)
                     return status
                 if deadline is not None and time.monotonic() > deadline:
                     raise BackendError(f"Run {run_dir.name} still {status.state} ({status.phase}, step "
@@ -137,6 +139,17 @@ class LocalBackend:
             write_status(run_dir, state="cancelled", phase="cancelled", eta_s=None,
                          error="cancelled; launch again to resume from the last checkpoint")
         return read_status(run_dir)
+
+    def _await_exit(self, run_dir: Path, timeout_s: float = 60.0) -> None:
+        """After the final status, give the trainer time to exit, so the job is truly over."""
+        deadline = time.monotonic() + timeout_s
+        child = self._children.get(run_dir)
+        while time.monotonic() < deadline:
+            if child is not None:
+                child.poll()
+            if alive_pid(run_dir) is None:
+                return
+            time.sleep(0.1)
 
     def _resolve_processes(self) -> int:
         if self.num_processes != "auto":
