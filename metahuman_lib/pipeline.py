@@ -597,6 +597,11 @@ def _finish_cycle(ctx: _Context, status: str, error: str | None) -> None:
 def _write_reports(ctx: _Context) -> tuple[Path, Path]:
     from metahuman_lib import reports
 
+    gpu_types = tuple(getattr(ctx.params.runpod, "gpu_types", ()) or ())
+    try:
+        reports.record_cost(ctx.run_dir, backend=ctx.backend, gpu_types=gpu_types)
+    except WorkbenchError as exc:  # a cost figure must never fail a finished run
+        ctx.echo(f"Cost not computed: {exc}")
     report = reports.write_run_report(ctx.run_dir, redact=ctx.redact)
     index = reports.write_index(ctx.profile, redact=ctx.redact)
     ctx.echo(f"Run report: {report}")

@@ -424,12 +424,15 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
         "old_loss_before": old_before,
         "old_loss_after": old_after,
         "forgetting": _delta(old_before, old_after, sign=1),
-        "cost_estimate": _first(_number(_get(training, "cost", "estimate_usd")),
-                                _number(_get(training, "estimate", "cost_usd")),
-                                _number(_get(training, "estimated_cost_usd"))),
-        "cost_actual": _first(_number(_get(training, "cost", "actual_usd")),
-                              _number(_get(training, "actual", "cost_usd")),
-                              _number(_get(training, "actual_cost_usd"))),
+        "cost_estimate": _first(_number(_get(cycle, "cost", "estimate_usd")),
+                                _number(_get(training, "cost", "estimate_usd"))),
+        "cost_actual": _first(_number(_get(training, "actual_cost", "usd")),
+                              _number(_get(cycle, "cost", "actual_usd")),
+                              _number(_get(training, "cost", "actual_usd"))),
+        "cost_gpu": _get(cycle, "cost", "gpu"),
+        "hours_estimate": _number(_get(cycle, "cost", "estimate_hours")),
+        "hours_actual": _number(_get(cycle, "cost", "actual_hours")),
+        "backend": cycle.get("backend"),
         "gate": _gate_word(evaluation),
         "version": _get(registry, "version"),
         "registry_status": _get(registry, "status"),
@@ -444,6 +447,51 @@ def _gate_word(evaluation: Mapping[str, Any]) -> str | None:
     if passed is None:
         return None
     return "passed" if passed else "rejected"
+
+
+def run_cost(run_dir: Path, *, backend: str, gpu_types: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The run's projected and real cost, from issue 5's cost model and the trainer's figures.
+
+    The projection prices the run's dataset and training config on the GPU it trained on (from
+    ``effective_config.json``), else the first RunPod GPU type for a RunPod run, else ``cpu``.
+    The real cost is what the RunPod backend billed (``training.actual_cost``), else the
+    measured training time at that GPU's price. None when the run has no training config yet.
+    """
+    try:
+        from metahuman_lib.training.cost import load_gpu_prices, project_run
+    except ImportError:
+        return None
+    run_dir = Path(run_dir)
+    if not (run_dir / "train_config.json").is_file() or not (run_dir / "dataset.jsonl").is_file():
+        return None
+    prices = load_gpu_prices()
+    device = _get(_read_optional_json(run_dir / "effective_config.json"), "devices", "device_name")
+    gpu = device if device in prices.gpus else (gpu_types[0] if backend == "runpod" and gpu_types else "cpu")
+    estimate = project_run(run_dir, gpu, prices=prices)
+    runtime = _number(_get(_metrics(run_dir), "train", "runtime_s"))
+    billed = _number(_get(read_manifest(run_dir), "training", "actual_cost", "usd"))
+    measured = None if runtime is None else runtime / 3600 * prices.gpu(gpu).price_per_hour
+    return {"gpu": gpu, "estimate_usd": round(estimate.dollars, 4), "estimate_hours": round(estimate.hours, 4),
+            "actual_usd": _first(billed, None if measured is None else round(measured, 4)),
+            "actual_hours": None if runtime is None else round(runtime / 3600, 4)}
+
+
+def record_cost(run_dir: Path, *, backend: str, gpu_types: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Compute :func:`run_cost` and keep it in the manifest's ``cycle.cost`` for the index."""
+    from metahuman_lib.runfolder import update_manifest
+
+    cost = run_cost(run_dir, backend=backend, gpu_types=gpu_types)
+    if cost is not None:
+        update_manifest(Path(run_dir), lambda manifest: manifest.setdefault("cycle", {}).__setitem__("cost", cost))
+    return cost
+
+
+def _read_optional_json(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path) if Path(path).is_file() else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _delta(before: float | None, after: float | None, *, sign: int) -> float | None:
@@ -561,8 +609,13 @@ def _gate_rows(section: Any) -> list[dict[str, Any]]:
 
 
 def _cost_section(summary: Mapping[str, Any]) -> str:
-    rows = [{"estimate (USD)": summary.get("cost_estimate"), "actual (USD)": summary.get("cost_actual")}]
-    return "<h2>Cost</h2>" + html_table(rows)
+    rows = [{"priced on": summary.get("cost_gpu"), "backend": summary.get("backend"),
+             "estimate (hours)": summary.get("hours_estimate"), "actual (hours)": summary.get("hours_actual"),
+             "estimate (USD)": summary.get("cost_estimate"), "actual (USD)": summary.get("cost_actual")}]
+    note = ('<p class="note">Estimate: the cost model\'s projection for this dataset and config '
+            "(training, evaluation and pod overhead). Actual: what RunPod billed, or the measured "
+            "training time at the GPU's price (a local run on your own machine costs nothing).</p>")
+    return "<h2>Cost</h2>" + html_table(rows) + note
 
 
 def run_figures(run_dir: Path) -> list[Any]:
