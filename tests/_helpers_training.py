@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +10,14 @@ import pandas as pd
 
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.config import TrainConfig, write_train_config
-from metahuman_lib.training.tiny import TinyModelConfig, build_tiny_model, demo_samples, sample_texts
+from metahuman_lib.training.tiny import (
+    TinyModelConfig,
+    build_tiny_model,
+    demo_samples,
+    sample_texts,
+)
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 _CACHE: dict[str, Path] = {}
 
 

@@ -24,8 +24,8 @@ def test_full_finetune_projection_by_hand(prices):
     estimate = project_cost(1_000_000, 4000, method="full", model_params_b=1.0, gpu="Test GPU", epochs=1,
                             batch_size=4, grad_accum=8, max_seq_len=2048, eval_tokens=500_000, prices=prices)
     # 6 * 1e9 * 1e6 FLOPs at 100 TFLOPS * 0.5 = 120 s; eval 2 passes * 2 * 1e9 * 5e5 = 40 s; overhead 6 min
-    assert estimate.train_hours == round(120 / 3600, 4)
-    assert estimate.hours == round((120 + 40 + 360) / 3600, 4)
+    assert estimate.train_hours == round(120 / 3600, 6)
+    assert estimate.hours == round((120 + 40 + 360) / 3600, 6)
     assert estimate.dollars == round((120 + 40 + 360) / 3600 * 2.0, 2)
     assert estimate.steps == 17  # 514 packed rows -> 129 batches -> 16.1 steps
     assert estimate.train_tokens == 1_000_000

@@ -3,11 +3,10 @@ import random
 
 import pytest
 import torch
+from _helpers_training import tiny_model
 
 from metahuman_lib.training import data as tdata
 from metahuman_lib.training.data import IGNORE_INDEX, Example
-
-from _helpers_training import tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +106,7 @@ def test_packing_and_length_grouping_cut_padding():
 
 def test_plan_is_seeded():
     examples = [_example(n, n) for n in range(5, 45)]
-    plan = lambda seed, epoch: [[r.input_ids for r in b] for b in tdata.plan_epoch(  # noqa: E731
+    plan = lambda seed, epoch: [[r.input_ids for r in b] for b in tdata.plan_epoch(
         examples, batch_size=3, max_seq_len=80, packing=True, seed=seed, epoch=epoch)]
     assert plan(1, 0) == plan(1, 0)
     assert plan(1, 0) != plan(2, 0) and plan(1, 0) != plan(1, 1)

@@ -4,6 +4,7 @@ import sys
 import time
 
 import pytest
+from _helpers_training import make_run, tiny_model
 
 from metahuman_lib._io import read_json
 from metahuman_lib.errors import BackendError
@@ -11,8 +12,6 @@ from metahuman_lib.training.backend import get_backend
 from metahuman_lib.training.config import TrainConfig, write_train_config
 from metahuman_lib.training.local import PID_NAME, LocalBackend, alive_pid
 from metahuman_lib.training.status import read_log, write_status
-
-from _helpers_training import make_run, tiny_model
 
 pytestmark = pytest.mark.slow
 

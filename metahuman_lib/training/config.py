@@ -126,7 +126,7 @@ class TrainConfig:
         return "adafactor" if self.method == "full" else "adamw"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
         """Build a config from the ``training:`` block of a parameter set (or a JSON dict).
 
         Raises:
@@ -155,7 +155,7 @@ class TrainConfig:
         out["probe_prompts"] = list(self.probe_prompts)
         return out
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated like a new config)."""
         return dataclasses.replace(self, **changes)
 

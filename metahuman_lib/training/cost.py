@@ -145,7 +145,7 @@ def _count_local_parameters(folder: Path) -> int:
     total = 0
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), framework="numpy") as handle:
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                 total += math.prod(handle.get_slice(key).get_shape())
     if not total:
         raise ConfigError(f"No *.safetensors weights in {folder}: pass model_params_b.")
@@ -170,15 +170,20 @@ def project_cost(tokens_per_epoch: int, samples: int, *, method: str, model_para
     hours = train_hours + eval_hours + prices.overhead_minutes / 60
     return CostEstimate(gpu=card.name, method=method, model_params_b=model_params_b, samples=samples,
                         tokens_per_epoch=tokens_per_epoch, epochs=epochs, train_tokens=train_tokens,
-                        eval_tokens=eval_tokens, steps=steps, train_hours=round(train_hours, 4),
-                        hours=round(hours, 4), dollars=round(hours * card.price_per_hour, 2))
+                        eval_tokens=eval_tokens, steps=steps, train_hours=round(train_hours, 6),
+                        hours=round(hours, 6), dollars=round(hours * card.price_per_hour, 2))
 
 
 def project_run(run_dir: Path, gpu: str, *, prices: GpuPrices | None = None,
                 model_params_b: float | None = None, tokenizer: Any = None) -> CostEstimate:
     """Project the cost of a prepared run folder (its dataset, eval sets and train_config.json)."""
     from metahuman_lib.training.config import read_train_config
-    from metahuman_lib.training.train import DATASET_NAME, EVAL_OLD_NAME, EVAL_RECENT_NAME, read_records
+    from metahuman_lib.training.train import (
+        DATASET_NAME,
+        EVAL_OLD_NAME,
+        EVAL_RECENT_NAME,
+        read_records,
+    )
 
     run_dir = Path(run_dir)
     config = read_train_config(run_dir)

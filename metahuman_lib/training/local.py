@@ -74,12 +74,9 @@ class LocalBackend:
         if alive_pid(run_dir) is not None:
             return self.poll(run_dir)
         command = self.command(run_dir)
-        log = open(run_dir / LOG_NAME, "ab")
-        try:
+        with open(run_dir / LOG_NAME, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
                                        env=dict(os.environ), start_new_session=True)
-        finally:
-            log.close()
         self._children[run_dir] = process
         atomic_write_json(run_dir / PID_NAME, {"pid": process.pid, "command": command,
                                                "started_at": utc_now_iso()})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,7 @@ def demo_samples(count: int, *, seed: int, end: datetime, months: int = 6) -> pd
         question = rng.choice(_QUESTIONS).format(topic=topic)
         answer = rng.choice(_ANSWERS).format(topic=topic, feeling=feeling)
         when = end - timedelta(days=rng.uniform(0, 30.4 * months))
-        memory_id = f"evt-{when.astimezone(timezone.utc):%Y%m%d%H%M%S}{index % 10}"
+        memory_id = f"evt-{when.astimezone(UTC):%Y%m%d%H%M%S}{index % 10}"
         mode = "dual" if index % 4 == 0 else "emulation"
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         rows.append({"sample_id": f"{memory_id}#{index}", "memory_id": memory_id, "timestamp": when,

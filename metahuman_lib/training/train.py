@@ -349,7 +349,7 @@ def _train_loop(run_dir: Path, config: TrainConfig, accelerator: Any, model: Any
 
 
 def _optimizer_step(config: TrainConfig, accelerator: Any, model: Any, optimizer: Any, scheduler: Any,
-                    group: list[list[tdata.Row]], pad_id: int) -> "_StepResult":
+                    group: list[list[tdata.Row]], pad_id: int) -> _StepResult:
     """One optimizer step over up to ``grad_accum`` micro-batches.
 
     Each micro-batch's summed loss is divided by the number of assistant tokens of the whole step

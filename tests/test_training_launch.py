@@ -1,0 +1,67 @@
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from metahuman_lib._io import read_json
+from metahuman_lib.errors import PipelineStepError
+from metahuman_lib.training import launch as tl
+from metahuman_lib.training.config import TrainConfig, read_train_config, write_train_config
+from metahuman_lib.training.status import write_status
+from metahuman_lib.training.tiny import profile_texts, train_tokenizer
+
+NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "notebooks", "03_training_launch.ipynb")
+
+
+def test_overrides_keep_only_what_was_set():
+    assert tl.training_overrides(method="full", learning_rate=None, epochs=2) == {"method": "full", "epochs": 2}
+
+
+def test_prepare_launch_merges_overrides_into_the_run_config(tmp_path):
+    write_train_config(tmp_path, TrainConfig(base_model="Qwen/Qwen3-14B", epochs=3, seed=4))
+    plan = tl.prepare_launch(tmp_path, username="demo", root=None, overrides={"epochs": 1, "method": "full"})
+    assert read_train_config(tmp_path) == plan.config
+    assert (plan.config.epochs, plan.config.method, plan.config.seed) == (1, "full", 4)
+    assert not plan.demo
+
+
+def test_require_success_raises_the_reason(tmp_path):
+    write_status(tmp_path, state="failed", phase="training", error="RuntimeError: out of memory")
+    with pytest.raises(PipelineStepError, match=r"ended failed in phase 'training': RuntimeError: out of memory"):
+        tl.require_success(tmp_path)
+
+
+def test_tokenizer_trained_on_the_profile_text_round_trips(demo_profile):
+    texts = profile_texts(demo_profile)
+    assert len(texts) > 600
+    tokenizer = train_tokenizer(texts, vocab_size=800)
+    sample = texts[3]
+    assert tokenizer.decode(tokenizer(sample, add_special_tokens=False)["input_ids"]) == sample
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == tokenizer.eos_token_id
+
+
+def test_notebook_is_committed_clean_with_parameters_first():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None for cell in code)
+    for name in ('username = "demo"', 'root = ""', 'run_dir = ""', 'backend = "local"', "method = None"):
+        assert name in code[0].source
+
+
+@pytest.mark.slow
+def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
+    output = tmp_path / "out.ipynb"
+    command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root),
+               "--cwd", str(tmp_path), "--execution-timeout", "300"]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo run folder lands in tmp_path
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = output.read_text()
+    assert "No run_dir given: built a demo run in" in text
+    assert "state='succeeded'" in text
+    run_dir = text.split("built a demo run in ")[1].split(" ")[0]
+    metrics = read_json(os.path.join(run_dir, "metrics.json"))
+    assert metrics["after"]["eval_recent"]["loss"] < metrics["before"]["eval_recent"]["loss"]
