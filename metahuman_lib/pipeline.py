@@ -751,7 +751,8 @@ def _read_small_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_demo_parameters(profile: Profile, base_model: Path) -> dict[str, Path]:
+def write_demo_parameters(profile: Profile, base_model: Path,
+                          training: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """The demo's parameter sets: the shipped foundation and monthly sets with a CPU-sized
     ``training`` block on the tiny base model, written under ``<root>/demo-parameters/``."""
     import yaml
@@ -762,7 +763,8 @@ def write_demo_parameters(profile: Profile, base_model: Path) -> dict[str, Path]
     paths = {}
     for name in ("foundation", "monthly"):
         document = dict(read_parameter_set(name))
-        training = {**dict(document.get("training") or {}), **DEMO_TRAINING, "base_model": str(base_model)}
+        training = {**dict(document.get("training") or {}), **DEMO_TRAINING, **dict(training or {}),
+                    "base_model": str(base_model)}
         document["training"] = training
         document["quality"] = {**dict(document.get("quality") or {}), **DEMO_QUALITY}
         document["description"] = f"Demo {name} run: the shipped '{name}' set on a tiny CPU model."
@@ -783,10 +785,11 @@ def ensure_demo_model(profile: Profile) -> Path:
 
 
 def run_demo(profile: Profile, *, echo: Callable[[str], None] | None = None, progress: bool = False,
-             redact: bool = False) -> list[CycleResult]:
+             redact: bool = False, training: Mapping[str, Any] | None = None) -> list[CycleResult]:
     """``make demo``: a foundation run, then a monthly run one simulated month later building on v1.
 
     Writes the demo profile and the tiny base model when missing; trains locally on the CPU.
+    ``training`` replaces keys of the demo's training block (tests train fewer steps).
     """
     from metahuman_lib.demo import resolve_profile
     from metahuman_lib.parameters import CycleFlags, resolve_parameters
@@ -797,7 +800,7 @@ def run_demo(profile: Profile, *, echo: Callable[[str], None] | None = None, pro
     say(f"Demo profile: {profile.profile_dir}")
     base = ensure_demo_model(profile)
     say(f"Tiny base model: {base}")
-    sets = write_demo_parameters(profile, base)
+    sets = write_demo_parameters(profile, base, training)
     results = []
     for name, when in (("foundation", foundation_now), ("monthly", monthly_now)):
         say(f"\n== {name} run as of {when:%Y-%m-%d}")

@@ -50,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, li
     profile = write_demo_profile(root, "demo", memories=800, months=4, seed=0, end=DEMO_END)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RUNPOD_API_KEY", FAKE_KEY)
-        results = run_demo(profile, progress=False)
+        results = run_demo(profile, progress=False, training={"max_steps": 6, "probe_prompts": []})
         yield profile, results
 
 
@@ -131,7 +131,8 @@ def test_resume_after_an_injected_failure(demo: tuple[Profile, list[CycleResult]
         "if _P(root, 'INJECT_FAILURE').exists():\n    raise _E('injected failure: disk full')"))
     nbformat.write(nb, str(path))
     (profile.root / "INJECT_FAILURE").write_text("1")
-    sets = write_demo_parameters(profile, profile.root / "demo-models" / "tiny-qwen2")
+    sets = write_demo_parameters(profile, profile.root / "demo-models" / "tiny-qwen2",
+                                 {"max_steps": 6, "probe_prompts": []})
     params = resolve_parameters(CycleFlags(params=str(sets["monthly"]), now=demo_times(profile)[1]))
     with pytest.raises(PipelineStepError, match=r"Step 02_curation \(Sample selection\) failed: injected "
                                                 r"failure: disk full\. Fix the cause"):
