@@ -1,7 +1,7 @@
 """One run's parameters: a named parameter set from ``parameters/<name>.yaml`` plus CLI flags.
 
-A parameter set has one block per concern (``selection``, ``training``, ``gate``, ``runpod``,
-``report``, ``pipeline``). Each block is parsed by its owner's frozen dataclass (``from_dict``)
+A parameter set has one block per concern (``selection``, ``quality``, ``training``, ``gate``,
+``runpod``, ``report``, ``pipeline``). Each block is parsed by its owner's frozen dataclass (``from_dict``)
 when that module is installed, so a typo in any block fails before anything runs. The
 ``fine-tune-cycle`` flags are applied on top with the seed's semantics:
 
