@@ -145,9 +145,11 @@ def test_resume_after_an_injected_failure(demo: tuple[Profile, list[CycleResult]
                        notebooks_dir=notebooks, progress=False)
     assert result.resumed and result.run_dir == run_dir and result.status == "dry_run"
     steps = read_manifest(run_dir)["steps"]
-    assert [steps[s.name]["status"] for s in STEPS] == ["succeeded", "succeeded", "succeeded",
+    assert [steps[s.name]["status"] for s in STEPS] == ["succeeded", "succeeded", "skipped",
                                                         "skipped", "skipped"]
-    assert not (run_dir / "metrics.json").exists()
+    assert steps["02_curation"]["error"] is None
+    assert steps["03_training_launch"]["reason"].startswith("dry_run: train_config.json prepared")
+    assert (run_dir / "train_config.json").is_file() and not (run_dir / "metrics.json").exists()
 
 
 def test_notebooks_run_with_default_parameters(demo: tuple[Profile, list[CycleResult]]) -> None:
