@@ -20,6 +20,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import orjson
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,6 +55,21 @@ def _warm(profile: Profile) -> int:
     return total
 
 
+def _floor(profile: Profile) -> tuple[float, float]:
+    """Wall and CPU seconds to just walk, read and ``orjson.loads`` every file: the floor any
+    loader pays, measured under the same machine load as the real one."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for folder, _dirs, files in os.walk(profile.episodic_dir):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as handle:
+                data = handle.read()
+            try:
+                orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--memories", type=int, default=100_000)
@@ -69,6 +85,8 @@ def main() -> None:
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - cpu_started)
         del frame
+    floors = [_floor(profile) for _ in range(2)]
+    floor_wall, floor_cpu = min(f[0] for f in floors), min(f[1] for f in floors)
     gc.collect()
     tracemalloc.start()
     frame, report = load_memories(profile)
@@ -80,6 +98,8 @@ def main() -> None:
     print(f"load (warm cache, {args.repeat} runs): best {best:.2f} s, median {median:.2f} s, "
           f"{len(frame) / best:,.0f} memories/s; CPU time best {min(cpu_times):.2f} s; "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes)")
+    print(f"floor (walk + read + orjson.loads only): wall {floor_wall:.2f} s, CPU {floor_cpu:.2f} s; "
+          f"load_memories costs {min(cpu_times) / floor_cpu:.2f}x the floor in CPU time")
     print(f"peak Python memory of one load (tracemalloc): {peak / 2**20:.0f} MiB; "
           f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     print(f"target: under 3 s for 100k -> {'met' if best < 3.0 else 'NOT met'}")

@@ -46,7 +46,7 @@ _SLUG_RUN = re.compile(r"[^a-z0-9-]+")
 _PERSON_NAMES = ("Maya", "Jonah", "Priya", "Luis", "Ren", "Tomás", "Keiko", "Pepper")
 _TYPE_WEIGHTS: dict[str, float] = {
     "conversation": 44, "inner_dialogue": 8, "reflection": 7, "dream": 4, "daydream": 1,
-    "observation": 12, "journal": 4, "tool_invocation": 7, "action": 2.5, "task": 2.5,
+    "observation": 12.5, "journal": 4, "tool_invocation": 6.5, "action": 2.5, "task": 2.5,
     "summary": 1.2, "file_read": 1, "file_write": 1, "search": 1.3, "operator_feedback": 1,
     "code_approval": 0.8, "fragment": 0.7,
 }
@@ -197,7 +197,9 @@ class _Composer:
         mode = rng.choices(("emulation", "dual", "agent"), weights=(6, 3, 1))[0]
         older = stamp < self.shape_switch and rng.random() < 0.9 or rng.random() < 0.1
         if older:
-            payload = _base(stamp, f'Me: "{question}"', "conversation", self.username)
+            inner = mode == "dual" and rng.random() < 0.5  # older inner-mode chats
+            payload = _base(stamp, f'Me: "{question}"', "inner_dialogue" if inner else "conversation",
+                            self.username)
             payload["response"] = reply
             payload["tags"] = ["chat", mode]
             if rng.random() < 0.4:
@@ -499,6 +501,12 @@ def write_demo_profile(root: str | os.PathLike[str] | None, username: str = DEMO
             target.write_bytes(demo_file.data)
             os.utime(target, (demo_file.mtime, demo_file.mtime))
         os.replace(staging, profile.episodic_dir)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if profile.episodic_dir.is_dir():  # another process wrote it first
+            raise ProfileError(f"A profile appeared at {profile.episodic_dir} while the demo "
+                               "was being written; it was left as it is.") from exc
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -532,5 +540,9 @@ def resolve_profile(username: str = DEMO_USERNAME,
     """
     profile = Profile.open(username, root)
     if username == DEMO_USERNAME and not profile.episodic_dir.exists():
-        write_demo_profile(profile.root, username)
+        try:
+            write_demo_profile(profile.root, username)
+        except ProfileError:
+            if not profile.episodic_dir.is_dir():  # not a race with another writer: report it
+                raise
     return profile.require_exists()

@@ -17,7 +17,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,10 @@ MEMORY_COLUMNS: tuple[str, ...] = (
 
 SKIP_REASONS: dict[str, str] = {
     "encrypted": "an encrypted .json.enc memory; it cannot be read without the key",
-    "not_memory_file": "a file that is neither *.json nor *.json.enc",
+    "not_memory_file": "a file that is neither *.json nor *.json.enc, or not a regular file",
     "symlink_outside_profile": "a symbolic link that leads outside the profile folder",
-    "unreadable": "the file could not be opened or read (permissions, broken link, I/O error)",
+    "unreadable": "the file (or folder) could not be opened, listed or read (permissions, "
+                  "broken link, I/O error)",
     "too_large": "the file is larger than the size limit",
     "not_utf8": "the bytes are not valid UTF-8",
     "invalid_json": "the text is not valid JSON (including an empty file)",
@@ -187,6 +188,8 @@ Row = tuple[Any, ...]
 
 
 _SORT_KEY = itemgetter(1, 0)
+_NAME = attrgetter("name")
+_STR_DTYPE = pd.Series([], dtype="str").dtype
 _FIRST_READ = 1 << 16
 
 
@@ -212,10 +215,20 @@ def _frame(rows: list[Row]) -> pd.DataFrame:
         elif name == "importance":
             data[name] = np.array(values, dtype="float64")
         elif name in _STR_COLUMNS:
-            data[name] = pd.Series(values, dtype="str")
+            data[name] = _str_series(values)
         else:
             data[name] = pd.Series(values, dtype=object)
     return pd.DataFrame(data)
+
+
+def _str_series(values: list[str]) -> pd.Series:
+    """A Series of pandas' default string dtype; built through one pyarrow array when that is
+    the dtype's storage (about 20 times faster than letting pandas check every element)."""
+    if getattr(_STR_DTYPE, "storage", None) == "pyarrow":
+        import pyarrow
+
+        return pd.Series(pyarrow.array(values, type=pyarrow.large_string()), dtype=_STR_DTYPE)
+    return pd.Series(values, dtype=_STR_DTYPE)
 
 
 def _is_str_list(value: Any) -> bool:
@@ -399,16 +412,23 @@ class _Walk:
         self.files_seen = 0
 
     def walk(self, folder: str, rel_prefix: str, category: str | None) -> None:
-        with os.scandir(folder) as iterator:
-            entries = sorted(iterator, key=lambda entry: entry.name)
+        try:
+            with os.scandir(folder) as iterator:
+                entries = sorted(iterator, key=_NAME)
+        except OSError as exc:  # a folder we may not list: report it, read the rest
+            self.skipped.append(SkippedFile(rel_prefix.rstrip("/") or ".", "unreadable",
+                                            f"cannot list the folder: {exc.strerror or exc}"))
+            return
         for entry in entries:
             rel = rel_prefix + entry.name
             if entry.is_symlink():
                 self._follow_link(entry, rel, rel_prefix, category)
             elif entry.is_dir(follow_symlinks=False):
                 self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
-            else:
+            elif entry.is_file(follow_symlinks=False):
                 self._file(entry.path, entry.name, rel, category)
+            else:
+                self._special(rel)
 
     def _follow_link(self, entry: os.DirEntry[str], rel: str, rel_prefix: str,
                      category: str | None) -> None:
@@ -420,8 +440,15 @@ class _Walk:
             if target not in self.visited:  # a link to a folder already walked would loop
                 self.visited.add(target)
                 self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
-        else:
+        elif os.path.exists(target) and not os.path.isfile(target):
+            self._special(rel)
+        else:  # a regular file, or a broken link that reading reports as unreadable
             self._file(entry.path, entry.name, rel, category)
+
+    def _special(self, rel: str) -> None:
+        """A pipe, socket or device: opening it could block, so it is never read."""
+        self.files_seen += 1
+        self.skipped.append(SkippedFile(rel, "not_memory_file", "not a regular file"))
 
     def _file(self, path: str, name: str, rel: str, category: str | None) -> None:
         self.files_seen += 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +178,9 @@ def test_mix_of_types_shapes_and_signals(demo_payloads: list) -> None:
     assert all(p["content"].startswith('Me: "') and p["tags"][0] == "chat" for p in older)
     assert all(re.match(r"User: .+\n\nAssistant: .+", p["content"], re.DOTALL) for p in newer)
     assert len(older) > 50 and len(newer) > 50
+    inner_chats = [p for p in payloads if p.get("type") == "inner_dialogue" and "response" in p]
+    assert inner_chats and all(p["tags"][:2] == ["chat", "dual"]
+                               for p in inner_chats)
     meta = [p["metadata"] for p in payloads]
     assert sum("cognitiveMode" in m for m in meta) > 100
     assert any(m.get("cognitiveMode") == "environment" for m in meta)
@@ -281,3 +286,25 @@ def test_resolve_profile_requires_other_profiles_to_exist(tmp_path: Path) -> Non
         resolve_profile("greggles", str(tmp_path))
     with pytest.raises(ProfileError, match="Invalid username"):
         resolve_profile("../demo", str(tmp_path))
+
+
+def test_a_profile_appearing_during_the_write_is_left_alone(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from metahuman_lib import demo
+
+    real_replace = os.replace
+
+    def racing_replace(src: str, dst: str) -> None:
+        Path(dst).mkdir(parents=True)
+        (Path(dst) / "theirs.json").write_text("{}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(demo.os, "replace", racing_replace)
+    with pytest.raises(ProfileError, match="appeared at .* while the demo was being written"):
+        write_demo_profile(tmp_path, "demo", memories=5, months=1)
+    episodic = Profile(tmp_path, "demo").episodic_dir
+    assert sorted(p.name for p in episodic.iterdir()) == ["theirs.json"]
+    assert sorted(p.name for p in episodic.parent.iterdir()) == ["episodic"]
+    shutil.rmtree(episodic)
+    assert resolve_profile("demo", str(tmp_path)).episodic_dir == episodic  # the race is harmless
+    assert sorted(p.name for p in episodic.iterdir()) == ["theirs.json"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +426,42 @@ def test_demo_profile_summary(demo_profile: Profile) -> None:
     assert len(summary.by_month) in (4, 5)
     assert summary.by_type["conversation"] == max(summary.by_type.values())
     assert summary.skipped["encrypted"] == 3
+
+
+def test_skip_reasons_are_snake_case_and_all_exercised() -> None:
+    exercised = {reason for _case, _change, reason, _detail in BAD_PAYLOADS}
+    exercised |= {"missing_id", "encrypted", "not_memory_file", "too_large", "duplicate_id",
+                  "symlink_outside_profile", "unreadable"}  # the dedicated tests above
+    assert exercised == set(SKIP_REASONS)
+    assert all(re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", reason) for reason in SKIP_REASONS)
+
+
+def test_pipes_are_never_opened(empty_profile: Profile, make_memory_file: Any) -> None:
+    make_memory_file(empty_profile)
+    day = empty_profile.episodic_dir / "2025" / "11" / "01"
+    os.mkfifo(day / "evt-202511011200001-pipe.json")
+    os.symlink(day / "evt-202511011200001-pipe.json", day / "evt-202511011200002-link.json")
+    frame, report = load_memories(empty_profile)
+    assert len(frame) == 1
+    assert [(s.path, s.reason, s.detail) for s in report.skipped] == [
+        ("2025/11/01/evt-202511011200001-pipe.json", "not_memory_file", "not a regular file"),
+        ("2025/11/01/evt-202511011200002-link.json", "not_memory_file", "not a regular file"),
+    ]
+
+
+def test_unlistable_folder_is_reported(empty_profile: Profile, make_memory_file: Any,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    make_memory_file(empty_profile)
+    (empty_profile.episodic_dir / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Any:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr("metahuman_lib.memory.os.scandir", scandir)
+    frame, report = load_memories(empty_profile)
+    assert len(frame) == 1
+    assert report.skipped == (SkippedFile("locked", "unreadable",
+                                          "cannot list the folder: Permission denied"),)
