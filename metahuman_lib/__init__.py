@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from metahuman_lib.curation import CurationOptions, CurationResult, build_samples, system_prompt
 from metahuman_lib.demo import DEMO_END, resolve_profile, write_demo_profile
 from metahuman_lib.errors import (
     BackendError,
@@ -26,6 +27,14 @@ from metahuman_lib.memory import (
     summarize_memories,
 )
 from metahuman_lib.profile import Profile, make_run_label, resolve_root, validate_username
+from metahuman_lib.quality import (
+    GateResult,
+    QualityGates,
+    QualityMetrics,
+    evaluate_gates,
+    quality_metrics,
+    require_gates,
+)
 from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
 
 __all__ = [
@@ -52,4 +61,14 @@ __all__ = [
     "resolve_profile",
     "summarize_memories",
     "write_demo_profile",
+    "CurationOptions",
+    "CurationResult",
+    "GateResult",
+    "QualityGates",
+    "QualityMetrics",
+    "build_samples",
+    "evaluate_gates",
+    "quality_metrics",
+    "require_gates",
+    "system_prompt",
 ]

@@ -77,6 +77,7 @@ TYPE_PROMPTS: dict[str, str] = {
     "fragment": "Jot down a quick note.",
 }
 DEFAULT_PROMPT = "Tell me something in your own words."
+_PROMPT_TEXTS = frozenset([*TYPE_PROMPTS.values(), DEFAULT_PROMPT])
 """The user message of a ``monologue`` sample: a short, natural prompt for the memory's type."""
 
 _MODE_FLAVOUR: dict[str, str] = {
@@ -207,6 +208,7 @@ class _Candidate:
     shape: str
     scrubbed: dict[str, int]
     filler_stripped: bool
+    words: int = 0
 
 
 def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | None:
@@ -223,11 +225,15 @@ def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | N
 
 
 def _unwrap_me(content: str) -> str:
-    """``Me: "<text>"`` -> ``<text>`` (the older chat shape's way of quoting the person)."""
-    if content.startswith("Me:") or content.lstrip().startswith("Me:"):
+    """``Me: "<text>"`` -> ``<text>`` (the older chat shape's way of quoting the person), and a
+    lone ``User: <text>`` (a message that got no reply) -> ``<text>``."""
+    head = content.lstrip()[:5]
+    if head.startswith("Me:"):
         match = _ME_SHAPE.match(content)
         if match:
             return match.group(1)
+    elif head == "User:":
+        return content.lstrip()[5:]
     return content
 
 
@@ -258,8 +264,10 @@ def _json(value: Any) -> str:
                         default=str).decode()
 
 
-def _tool_turns(metadata: dict[str, Any], instruction: str | None) -> list[tuple[str, str]]:
-    """An agent sample: the instruction, then the call and its result as the assistant turn."""
+def _tool_turns(metadata: dict[str, Any],
+                instruction: str | None) -> tuple[list[tuple[str, str]], bool]:
+    """An agent sample: the instruction, then the call and its result as the assistant turn;
+    and whether the instruction is real text (not the ``Use <tool>.`` fallback)."""
     tool = str(metadata.get("toolName"))
     call = f"Action: {tool}"
     if metadata.get("toolInputs") not in (None, {}, []):
@@ -274,14 +282,16 @@ def _tool_turns(metadata: dict[str, Any], instruction: str | None) -> list[tuple
         if isinstance(metadata.get(key), str) and metadata[key].strip():
             instruction = metadata[key]
             break
-    return [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+    turns = [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+    return turns, instruction is not None
 
 
 def _shape(memory_type: str, content: str, response: Any, metadata: dict[str, Any],
            parent_text: str | None) -> tuple[str, list[tuple[str, str]], bool]:
     """The sample shape of a memory, its turns, and whether the user turn is real text."""
     if metadata.get("toolName"):
-        return "tool", _tool_turns(metadata, parent_text), parent_text is not None
+        turns, real_prompt = _tool_turns(metadata, parent_text)
+        return "tool", turns, real_prompt
     if isinstance(response, str) and response.strip():
         return "pair", [("user", _unwrap_me(content)), ("assistant", response)], True
     turns = _dialogue_turns(content)
@@ -328,52 +338,65 @@ class _Shaped:
             self.texts.append(text)
 
 
-def _clean_texts(shaped: _Shaped, options: CurationOptions) -> tuple[list[str], list[dict[str, int] | None],
-                                                                     list[bool]]:
+def _clean_texts(shaped: _Shaped, options: CurationOptions
+                 ) -> tuple[list[str], dict[int, dict[str, int]], set[int]]:
     """Normalise, scrub and strip filler from every turn text in one pass per rule.
 
-    Returns the cleaned texts, the scrub counts of each text (None when nothing was replaced)
-    and whether leading filler was stripped from it.
+    Returns the cleaned texts, the scrub counts of the texts where something was replaced (by
+    text index) and the indices of the texts whose leading filler was stripped.
     """
-    texts = [normalise_text(t) for t in shaped.texts]
-    scrubbed: list[dict[str, int] | None] = [None] * len(texts)
+    texts = [t if t in _PROMPT_TEXTS else normalise_text(t) for t in shaped.texts]
+    scrubbed: dict[int, dict[str, int]] = {}
     if options.scrub:
-        for index in np.flatnonzero(may_hold_pii_batch(texts)):
+        for index in np.flatnonzero(may_hold_pii_batch(texts)).tolist():
             counts: dict[str, int] = {}
             texts[index] = scrub_pii(texts[index], counts)
-            scrubbed[index] = counts or None
-    stripped = [False] * len(texts)
+            if counts:
+                scrubbed[index] = counts
+    stripped: set[int] = set()
     if options.strip_filler:
+        match = _FILLER_START.match
         for index, (role, text) in enumerate(zip(shaped.roles, texts, strict=True)):
-            if role == "assistant" and _FILLER_START.match(text):
+            if role == "assistant" and match(text):
                 after = strip_leading_filler(text)
                 if after is not text:
-                    texts[index], stripped[index] = after, True
+                    texts[index] = after
+                    stripped.add(index)
     return texts, scrubbed, stripped
+
+
+def _owner_stats(shaped: _Shaped, scrubbed: dict[int, dict[str, int]],
+                 stripped: set[int]) -> tuple[dict[int, dict[str, int]], set[int]]:
+    """Scrub counts and filler flags per candidate (from the few texts that have them)."""
+    if not scrubbed and not stripped:
+        return {}, set()
+    owner_of = np.repeat(np.arange(len(shaped.turn_counts)), shaped.turn_counts)
+    kinds: dict[int, dict[str, int]] = {}
+    for index, counts in scrubbed.items():
+        owner = kinds.setdefault(int(owner_of[index]), {})
+        for kind, n in counts.items():
+            owner[kind] = owner.get(kind, 0) + n
+    return kinds, {int(owner_of[index]) for index in stripped}
 
 
 def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
     """Group the cleaned turn texts back into one candidate sample per memory."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
-    roles = shaped.roles
-    out, position = [], 0
+    kinds, filler = _owner_stats(shaped, scrubbed, stripped)
+    roles, out, position = shaped.roles, [], 0
     for index, count in enumerate(shaped.turn_counts):
-        turns = [(roles[i], texts[i]) for i in range(position, position + count) if texts[i]]
-        kinds: dict[str, int] = {}
-        for i in range(position, position + count):
-            if scrubbed[i]:
-                for kind, n in scrubbed[i].items():
-                    kinds[kind] = kinds.get(kind, 0) + n
-        filler = any(stripped[position : position + count])
-        position += count
+        end = position + count
+        turns = [turn for turn in zip(roles[position:end], texts[position:end]) if turn[1]]
+        position = end
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
         messages = [{"role": "system", "content": shaped.systems[index]}]
         messages += [{"role": role, "content": text} for role, text in turns]
-        authored = assistant if not shaped.real_prompt[index] else [text for _, text in turns]
+        authored = [text for _, text in turns] if shaped.real_prompt[index] else assistant
         out.append(_Candidate(shaped.rows[index], messages, "\n\n".join(assistant),
-                              "\n".join(authored), shaped.shapes[index], kinds, filler))
+                              "\n".join(authored), shaped.shapes[index], kinds.get(index, {}),
+                              index in filler))
     return out
 
 
@@ -437,7 +460,7 @@ def _drop_short(candidates: list[_Candidate], options: CurationOptions,
                 drops: list[tuple[int, str, str]]) -> list[_Candidate]:
     kept = []
     for candidate in candidates:
-        words = len(candidate.assistant_text.split())
+        words = candidate.words = len(candidate.assistant_text.split())
         if words == 0:
             drops.append((candidate.row, "empty_text", "no answer text left after cleaning"))
         elif words < options.min_words:
@@ -490,8 +513,7 @@ def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFram
         "mode_source": pd.Series(base["mode_source"].astype(str).tolist(), dtype=object),
         "messages": pd.Series([c.messages for c in kept], dtype=object),
         "assistant_text": pd.Series(assistant, dtype=object),
-        "word_count": np.fromiter((len(t.split()) for t in assistant), dtype=np.int64,
-                                  count=len(assistant)),
+        "word_count": np.fromiter((c.words for c in kept), dtype=np.int64, count=len(kept)),
     }, columns=list(SAMPLE_COLUMNS))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame

@@ -14,13 +14,20 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from metahuman_lib.curation import DROP_REASONS, MODES, CurationOptions, CurationResult, build_samples
+from metahuman_lib.curation import (
+    DROP_REASONS,
+    MODES,
+    CurationOptions,
+    CurationResult,
+    build_samples,
+)
 from metahuman_lib.errors import ConfigError, PipelineStepError
 from metahuman_lib.memory import LoadReport, load_memories
 from metahuman_lib.profile import Profile
@@ -106,7 +113,7 @@ def _histogram(word_counts: np.ndarray) -> tuple[tuple[str, int], ...]:
     edges = np.array(HISTOGRAM_EDGES)
     bins = np.searchsorted(edges, word_counts, side="left")
     counts = np.bincount(bins, minlength=len(edges) + 1)
-    labels = ["0"] + [f"{lo + 1}-{hi}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels = ["0"] + [f"{lo + 1}-{hi}" for lo, hi in pairwise(edges)]
     labels.append(f">{edges[-1]}")
     return tuple((label, int(count)) for label, count in zip(labels, counts, strict=True))
 
@@ -375,8 +382,8 @@ def metrics_table(metrics: QualityMetrics) -> pd.DataFrame:
     ]
     rows += [(f"mode {mode}", f"{metrics.mode_pct.get(mode, 0.0):.1f}%", band)
              for mode, band in (("dual", "20-40%"), ("emulation", "40-60%"), ("agent", "10-20%"))]
-    rows += [("duplicates removed", f"{metrics.duplicates_exact:,} exact, "
-                                    f"{metrics.duplicates_near:,} near", ""),
+    duplicates = f"{metrics.duplicates_exact:,} exact, {metrics.duplicates_near:,} near"
+    rows += [("duplicates removed", duplicates, ""),
              ("items scrubbed", ", ".join(f"{k} {v}" for k, v in metrics.scrubbed.items()), "")]
     return pd.DataFrame(rows, columns=["metric", "value", "target"])
 

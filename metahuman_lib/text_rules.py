@@ -16,8 +16,10 @@ import numpy as np
 # ---------------------------------------------------------------------------------------------
 
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200d\u2060\ufeff]")
-_HORIZONTAL_SPACE = re.compile("[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_LINE_EDGE_SPACE = re.compile(" ?\n ?")
+_SPACES = "\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_HORIZONTAL_SPACE = re.compile(f" *[{_SPACES}][ {_SPACES}]*|  +")
+"""Runs that need rewriting only (a single plain space never matches, so sub stays cheap)."""
+_LINE_EDGE_SPACE = re.compile(" \n ?|\n ")
 _BLANK_LINES = re.compile("\n{3,}")
 
 
@@ -94,7 +96,7 @@ def strip_leading_filler(text: str) -> str:
             stripped = stripped[match.end() :]
     if stripped is text:
         return text
-    if stripped[:1].islower():
+    if stripped[:1].islower() and len(stripped[0].upper()) == 1:
         stripped = stripped[0].upper() + stripped[1:]
     return stripped
 
@@ -150,21 +152,24 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     if joined.count(0) != len(texts) - 1:
         return np.ones(len(texts), dtype=bool)
     buf = np.frombuffer(joined, dtype=np.uint8)
-    starts = np.r_[0, np.flatnonzero(buf == 0) + 1]
-    starts = np.minimum(starts, max(buf.size - 1, 0))
-    lengths = np.array([len(t) for t in texts])
     if buf.size == 0:
         return np.zeros(len(texts), dtype=bool)
-    digits = np.add.reduceat((buf - 48 < 10).astype(np.int32), starts)
-    ats = np.add.reduceat((buf == 64).astype(np.int32), starts)
-    flags = (digits >= _MIN_PHONE_DIGITS) | (ats > 0)
+    separators = np.flatnonzero(buf == 0)
+
+    def text_of(positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(separators, positions)
+
+    digits = np.bincount(text_of(np.flatnonzero((buf - 48) < 10)), minlength=len(texts))
+    flags = digits >= _MIN_PHONE_DIGITS
+    flags[text_of(np.flatnonzero(buf == 64))] = True
     token = _TOKEN_BYTES[buf]
-    edges = np.flatnonzero(np.diff(np.r_[False, token, False].astype(np.int8)))
-    run_starts, run_ends = edges[0::2], edges[1::2]
-    long_runs = run_starts[(run_ends - run_starts) >= _MIN_KEY_RUN]
-    if long_runs.size:
-        flags[np.searchsorted(starts, long_runs, side="right") - 1] = True
-    flags[lengths == 0] = False
+    edges = np.flatnonzero(token[1:] != token[:-1])
+    starts, ends = edges[0::2] + 1, edges[1::2] + 1
+    if token[0]:
+        starts, ends = np.r_[0, edges[1::2] + 1], edges[0::2] + 1
+    if len(starts) > len(ends):
+        ends = np.r_[ends, buf.size]
+    flags[text_of(starts[(ends - starts) >= _MIN_KEY_RUN])] = True
     return flags
 
 

@@ -14,48 +14,53 @@ import typer
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.quality import GATE_KINDS, curate_profile, failed_gates, format_metrics_block
+from metahuman_lib.quality import (
+    GATE_KINDS,
+    curate_profile,
+    failed_gates,
+    format_metrics_block,
+    require_gates,
+)
 from metahuman_lib.samples import write_samples_jsonl
 
 _ROOT_HELP = "MetaHuman OS root (holds profiles/ and etc/); default $METAHUMAN_ROOT or the current folder."
+_MODE_HELP = "Keep only one cognitive mode: dual, emulation or agent."
+_DROPPED_HELP = "Also write every dropped memory with its reason (CSV)."
 
 
 def curate(
     username: str = typer.Option(..., "--username", "-u", help="Profile to curate."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the samples (JSONL)."),
+    output: str = typer.Option(..., "--output", "-o", help="Where to write the samples (JSONL)."),
     root: str = typer.Option("", "--root", help=_ROOT_HELP),
-    mode: str | None = typer.Option(None, "--mode", help="Keep only one cognitive mode: dual, "
-                                                         "emulation or agent."),
+    mode: str = typer.Option("", "--mode", help=_MODE_HELP),
     kind: str = typer.Option("foundation", "--kind", help="Which gates to check: foundation "
                                                           "(> 3,000 samples) or monthly (> 500 new)."),
     recent_days: int = typer.Option(30, "--recent-days", min=1,
                                     help="Monthly gate: samples of the last N days count as new."),
-    strict: bool = typer.Option(False, "--strict", help="Exit non-zero when a gate fails."),
+    strict: bool = typer.Option(False, "--strict", help="Exit with code 2 when a gate fails."),
     no_scrub: bool = typer.Option(False, "--no-scrub", help="Keep emails, phones, keys and card "
                                                             "numbers (the data then holds PII)."),
     min_words: int = typer.Option(3, "--min-words", min=1, help="Drop answers with fewer words."),
     near_dup_threshold: float = typer.Option(0.8, "--near-dup-threshold",
                                              help="Jaccard similarity from which samples are "
                                                   "near-duplicates (1.0 keeps them)."),
-    dropped: Path | None = typer.Option(None, "--dropped", help="Also write every dropped memory "
-                                                                "with its reason (CSV)."),
+    dropped: str = typer.Option("", "--dropped", help=_DROPPED_HELP),
 ) -> None:
     """Curate a profile's memories into chat samples and print the quality metrics and gates."""
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown --kind {kind!r}: use 'foundation' or 'monthly'.")
-    options = CurationOptions(username=username, mode=mode, scrub=not no_scrub,
+    options = CurationOptions(username=username, mode=mode or None, scrub=not no_scrub,
                               min_words=min_words, near_dup_threshold=near_dup_threshold)
     profile = resolve_profile(username, root or None)
     review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
                             recent_days=recent_days)
-    count = write_samples_jsonl(review.curation.samples, output)
-    if dropped is not None:
-        dropped.parent.mkdir(parents=True, exist_ok=True)
+    count = write_samples_jsonl(review.curation.samples, Path(output))
+    if dropped:
+        Path(dropped).parent.mkdir(parents=True, exist_ok=True)
         review.curation.dropped.to_csv(dropped, index=False)
     typer.echo(f"Wrote {count:,} samples to {output}")
     typer.echo(format_metrics_block(review.metrics, review.gates, kind))
-    failed = failed_gates(review.gates)
-    for result in failed:
+    if strict:
+        require_gates(review.gates)  # a PipelineStepError: one line on stderr, exit code 2
+    for result in failed_gates(review.gates):
         typer.echo(f"warning: gate {result.name} failed: {result.reason}", err=True)
-    if failed and strict:
-        raise typer.Exit(1)

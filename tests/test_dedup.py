@@ -1,0 +1,68 @@
+"""Exact and near-duplicate detection (MinHash + LSH banding, linear time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from metahuman_lib._dedup import find_duplicates, lsh_bands, minhash_signatures
+
+BASE = ("the greenhouse vents opened at nine and the tomatoes finally look happy again after a "
+        "cold week of frost warnings and covered beds in the garden while the dog dug holes near "
+        "the fence and I read a novel on the porch with coffee")
+
+
+def test_exact_duplicates_ignore_case_punctuation_and_spacing() -> None:
+    texts = ["Hello, world! This is it.", "hello   WORLD this is it", "Hello world, this is not it."]
+    result = find_duplicates(texts)
+    assert result.exact_of.tolist() == [-1, 0, -1]
+
+
+def test_near_duplicates_at_and_below_threshold() -> None:
+    words = BASE.split()
+    one_word_changed = " ".join(words[:-1] + ["allotment"])  # 3 of n shingles differ
+    half_changed = " ".join(words[:20] + [f"other{i}" for i in range(20)])
+    result = find_duplicates([BASE, one_word_changed, half_changed], threshold=0.8)
+    assert result.exact_of.tolist() == [-1, -1, -1]
+    assert result.near_of.tolist() == [-1, 0, -1]
+    n = len(words)
+    assert result.near_similarity[1] == pytest.approx((n - 3) / (n + 3), abs=0.1)
+    assert find_duplicates([BASE, one_word_changed], threshold=0.9).near_of.tolist() == [-1, -1]
+    assert find_duplicates([BASE, one_word_changed], threshold=1.0).near_of.tolist() == [-1, -1]
+
+
+def test_many_random_texts_find_only_the_planted_duplicates() -> None:
+    rng = np.random.default_rng(0)
+    vocab = np.array([f"w{i}" for i in range(3000)])
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(40, 80)))) for _ in range(3000)]
+    for index in range(100, 3000, 300):
+        texts[index] = texts[index - 1] + " plus"
+    result = find_duplicates(texts)
+    planted = list(range(100, 3000, 300))
+    assert np.flatnonzero(result.near_of >= 0).tolist() == planted
+    assert result.near_of[planted].tolist() == [i - 1 for i in planted]
+    assert (result.exact_of < 0).all()
+
+
+def test_empty_and_wordless_texts_are_never_paired() -> None:
+    result = find_duplicates(["", "!!!", "", "real words here"])
+    assert result.exact_of.tolist() == [-1, -1, -1, -1]
+    assert result.near_of.tolist() == [-1, -1, -1, -1]
+
+
+def test_minhash_agreement_estimates_jaccard() -> None:
+    rng = np.random.default_rng(3)
+    shared = rng.integers(0, 2**32, size=400, dtype=np.uint32)
+    a = np.concatenate([shared, rng.integers(0, 2**32, size=100, dtype=np.uint32)])
+    b = np.concatenate([shared, rng.integers(0, 2**32, size=100, dtype=np.uint32)])
+    docs = np.repeat([0, 1], 500)
+    signatures = minhash_signatures(np.concatenate([a, b]), docs, 2, 256)
+    assert (signatures[0] == signatures[1]).mean() == pytest.approx(400 / 600, abs=0.08)
+
+
+@pytest.mark.parametrize(("num_perm", "threshold", "expected"), [
+    (32, 0.8, (8, 4)), (32, 0.5, (16, 2)), (64, 0.8, (8, 8)),
+])
+def test_lsh_bands(num_perm: int, threshold: float, expected: tuple[int, int]) -> None:
+    bands, rows = lsh_bands(num_perm, threshold)
+    assert (bands, rows) == expected and bands * rows == num_perm

@@ -1,0 +1,160 @@
+"""The text rules of curation: normalisation, leading filler (defect 12), PII scrubbing."""
+
+from __future__ import annotations
+
+import pytest
+
+from metahuman_lib.text_rules import (
+    filler_phrases_in,
+    luhn_valid,
+    may_hold_pii_batch,
+    normalise_text,
+    scrub_pii,
+    strip_leading_filler,
+)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("  plain text  ", "plain text"),
+    ("two  spaces\tand tab", "two spaces and tab"),
+    ("line one  \r\n  line two", "line one\nline two"),
+    ("para one\n\n\n\n\npara two", "para one\n\npara two"),
+    ("cafe\u0301 au lait", "café au lait"),  # NFC composes e + combining acute
+    ("zero\u200bwidth\ufeff", "zerowidth"),
+    ("nbsp\u00a0here\u2003too", "nbsp here too"),
+    ("ctrl\x07char", "ctrlchar"),
+    ("keeps\n\nparagraphs", "keeps\n\nparagraphs"),
+])
+def test_normalise_text(raw: str, expected: str) -> None:
+    assert normalise_text(raw) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # word boundaries: MetaHuman OS turned these into "metimes" and "lution" (defect 12)
+    ("Sometimes I garden.", "Sometimes I garden."),
+    ("Solution: water more.", "Solution: water more."),
+    ("Sofa is comfy", "Sofa is comfy"),
+    ("Surely not", "Surely not"),
+    ("Okayish day", "Okayish day"),
+    ("So-called experts", "So-called experts"),
+    ("Here's whatever", "Here's whatever"),
+    ("Letting go", "Letting go"),
+    # no stray punctuation left behind
+    ("Let me think about that. Yes", "Yes"),
+    ("Let me start with the easy part. Water daily.", "Water daily."),
+    ("Okay, so I think it works.", "I think it works."),
+    ("Alright, so we go", "We go"),
+    ("Ok, fine.", "Fine."),
+    ("Sure, tomorrow works.", "Tomorrow works."),
+    ("So, what now?", "What now?"),
+    ("So? What now", "What now"),
+    ("Okay—so that's it", "That's it"),
+    ("okay... fine then", "Fine then"),
+    ("Certainly! Here's what I think: tomatoes.", "Tomatoes."),
+    ("OK. Let me think about it, yes.", "Yes."),
+    ("I’m just here to help, but it works", "But it works"),
+    ("I'm just an AI; still, I like kale.", "Still, I like kale."),
+    ("As an AI, I can't know.", "I can't know."),
+    ("As a language model, sure.", "Sure."),
+    ("Here’s what happened: the valve broke.", "The valve broke."),
+    # only the start, and a clause needs its punctuation
+    ("I said okay, so it goes.", "I said okay, so it goes."),
+    ("Let me think about this without punctuation", "Let me think about this without punctuation"),
+    # the whole text was filler
+    ("Sure!", ""),
+    ("Okay.", ""),
+    ("", ""),
+])
+def test_strip_leading_filler(text: str, expected: str) -> None:
+    assert strip_leading_filler(text) == expected
+
+
+def test_strip_leading_filler_returns_the_same_object_when_nothing_changes() -> None:
+    text = "Sometimes the beds dry out."
+    assert strip_leading_filler(text) is text
+
+
+@pytest.mark.parametrize(("text", "expected", "kind"), [
+    ("mail me at a.b+c@example.co.uk now", "mail me at [email] now", "email"),
+    ("call +1 555 014 7720 when you land", "call [phone] when you land", "phone"),
+    ("Maya's number is (555) 013-2291.", "Maya's number is [phone].", "phone"),
+    ("or 555-013-2291", "or [phone]", "phone"),
+    ("key sk-abcdefghijklmnopqrstuvwxyz0123 here", "key [api_key] here", "api_key"),
+    ("AKIAABCDEFGHIJKLMNOP is old", "[api_key] is old", "api_key"),
+    ("AIza" + "x" * 35, "[api_key]", "api_key"),
+    ("token ghp_" + "a1" * 18, "token [token]", "token"),
+    ("Authorization: Bearer abcdefghijklmnop1234", "Authorization: Bearer [token]", "token"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijk", "jwt [token]", "token"),
+    ("slack xoxb-1234567890-abc", "slack [token]", "token"),
+    ("card 4111 1111 1111 1111 ok", "card [card] ok", "card"),
+    ("card 4111-1111-1111-1111", "card [card]", "card"),
+])
+def test_scrub_pii_replaces_and_counts(text: str, expected: str, kind: str) -> None:
+    counts: dict[str, int] = {}
+    assert scrub_pii(text, counts) == expected
+    assert counts == {kind: 1}
+    assert may_hold_pii_batch([text]).tolist() == [True]
+
+
+@pytest.mark.parametrize("text", [
+    "card 4111 1111 1111 1112",          # fails the Luhn check
+    "on 2025-11-22 at 18:49:19",          # a timestamp
+    "order 12345678 shipped",             # a plain number
+    "the desk-lamp and risk-free plan",   # words containing sk-
+    "I love 3 tomatoes and 12 peppers",
+    "email me later @ home",
+])
+def test_scrub_pii_leaves_ordinary_text(text: str) -> None:
+    counts: dict[str, int] = {}
+    assert scrub_pii(text, counts) == text
+    assert counts == {}
+
+
+def test_may_hold_pii_batch_flags_only_possible_texts() -> None:
+    texts = ["plain words only", "mail a@b.io", "", "digits 1234 5678", "x" * 20, "short-run_ok"]
+    assert may_hold_pii_batch(texts).tolist() == [False, True, False, True, True, False]
+    assert may_hold_pii_batch([]).tolist() == []
+
+
+@pytest.mark.parametrize(("digits", "valid"), [
+    ("4111111111111111", True), ("4111111111111112", False), ("79927398713", True), ("0", True),
+])
+def test_luhn(digits: str, valid: bool) -> None:
+    assert luhn_valid(digits) is valid
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("I’m just saying", ["i'm just"]),
+    ("Okay, so here's what I think", ["here's what", "okay, so"]),
+    ("AS AN AI model I am certainly sure", ["as an ai", "certainly"]),
+    ("Nothing to see", []),
+])
+def test_filler_phrases_in(text: str, found: list[str]) -> None:
+    assert filler_phrases_in(text) == found
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from(["a", "Z", "7", "0", " ", "-", "_", "@", ".", "+", "(", ")", "\n", "é",
+                           "sk-", "ghp_", "AKIA", "Bearer ", "x.io", "4111 1111 1111 1111"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=40).map("".join), min_size=1, max_size=6))
+def test_pre_check_never_misses_what_scrubbing_would_replace(texts: list[str]) -> None:
+    flags = may_hold_pii_batch(texts)
+    for text, flag in zip(texts, flags, strict=True):
+        if scrub_pii(text) != text:
+            assert flag, text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_normalise_and_strip_are_idempotent_on_their_output(text: str) -> None:
+    once = normalise_text(text)
+    assert normalise_text(once) == once
+    assert once == once.strip()
+    stripped = strip_leading_filler(once)
+    tail = once[len(once) - len(stripped):] if stripped else ""
+    assert stripped[1:] == tail[1:] and stripped[:1].lower() == tail[:1].lower()
