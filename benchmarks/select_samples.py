@@ -2,7 +2,9 @@
 
 Builds a synthetic samples table of 1M memories over 3 years (cached as a pickle under
 benchmarks/.cache/ between runs), then times the monthly (uniform), heavy-history (stratified)
-and foundation strategies. Prints one line per strategy and exits 1 when any misses the target.
+and foundation strategies. Prints one line per strategy (wall and CPU time: on a shared machine
+the CPU time shows the work when the wall time includes waiting) and exits 1 when the best wall
+time of any misses the target.
 
 Run: ``python benchmarks/select_samples.py [--samples N]``
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metahuman_lib.samples import SAMPLE_COLUMNS  # noqa: E402
-from metahuman_lib.selection import select  # noqa: E402
-from metahuman_lib.strategies import load_strategy  # noqa: E402
+from metahuman_lib.samples import SAMPLE_COLUMNS
+from metahuman_lib.selection import select
+from metahuman_lib.strategies import load_strategy
 
-NOW = datetime(2025, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 12, 1, tzinfo=UTC)
 TARGET_S = 2.0
 CACHE = Path(__file__).resolve().parent / ".cache"
 
@@ -59,15 +61,17 @@ def main() -> int:
     failed = False
     for name in ("monthly", "heavy-history", "foundation"):
         strategy = load_strategy(name)
-        timings = []
+        timings, cpu = [], []
         for _ in range(args.repeat):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             selection = select(samples, strategy, NOW, seed=0)
             timings.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
         best = min(timings)
         failed |= best >= TARGET_S
-        print(f"select {name:14s} over {len(samples):,} samples: best {best:.2f} s of {args.repeat} "
-              f"(train {selection.counts.train_samples:,}, target < {TARGET_S:.0f} s)")
+        print(f"select {name:14s} over {len(samples):,} samples: best {best:.2f} s wall, "
+              f"{min(cpu):.2f} s CPU of {args.repeat} (train {selection.counts.train_samples:,}, "
+              f"target < {TARGET_S:.0f} s)")
     return 1 if failed else 0
 
 

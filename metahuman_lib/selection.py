@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import pandas as pd
 
 from metahuman_lib import __version__
 from metahuman_lib._io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from metahuman_lib.errors import ConfigError, WorkbenchError
+from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.profile import Profile
 from metahuman_lib.quality import quality_metrics
 from metahuman_lib.runfolder import read_manifest, record_files, update_manifest
@@ -108,7 +108,7 @@ class Selection:
         now: the reference time (UTC).
         seed: the seed used.
         cutoff: start of the recent window, ``None`` for a foundation run.
-        train: the samples to train on, sorted by timestamp then sample id.
+        train: the samples to train on, sorted by timestamp, memory id, then sample id.
         eval_recent: held-out recent samples.
         eval_old: the old probe's samples.
         counts: exact counts of every step.
@@ -156,7 +156,7 @@ class _Pool:
 def _utc(now: datetime) -> datetime:
     if not isinstance(now, datetime) or now.tzinfo is None:
         raise ConfigError(f"now must be a timezone-aware datetime (UTC), got {now!r}.")
-    return now.astimezone(timezone.utc)
+    return now.astimezone(UTC)
 
 
 def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None) -> datetime:
@@ -168,7 +168,7 @@ def parse_now(value: str | datetime | None, samples: pd.DataFrame | None = None)
     if value is None or value == "":
         if samples is not None and len(samples):
             return samples["timestamp"].max().tz_convert("UTC").to_pydatetime()
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if isinstance(value, datetime):
         return _utc(value)
     try:
@@ -242,7 +242,7 @@ def _canonical_order(stamps: np.ndarray, ids: pd.Series) -> np.ndarray:
     if tied.any():
         positions = np.flatnonzero(tied)
         block = pd.DataFrame({"stamp": sorted_stamps[positions],
-                              "id": ids.to_numpy(dtype=object)[order[positions]], "at": order[positions]})
+                              "id": ids.take(order[positions]).to_numpy(dtype=object), "at": order[positions]})
         order[positions] = block.sort_values(["stamp", "id"], kind="stable")["at"].to_numpy()
     return order
 
@@ -399,12 +399,14 @@ def _samples_of(pool: _Pool, memories: np.ndarray) -> pd.DataFrame:
     """The samples of the chosen memories, sorted by timestamp, memory id, then sample id."""
     rows = np.flatnonzero(memories[pool.sample_memory])
     member = pool.sample_memory[rows]
-    within = np.zeros(len(rows), dtype=np.int64)
     shared = pool.size[member] > 1
     if shared.any():  # several samples of one memory: order them by sample id
-        ids = pool.frame["sample_id"].to_numpy(dtype=object)[rows[shared]]
+        within = np.zeros(len(rows), dtype=np.int64)
+        ids = pool.frame["sample_id"].take(rows[shared]).to_numpy(dtype=object)
         within[shared] = pd.Series(ids).rank(method="first").to_numpy(dtype=np.int64)
-    order = np.lexsort((within, member, pool.timestamp_ns[member]))
+        order = np.lexsort((within, member))
+    else:
+        order = np.argsort(member, kind="stable")  # memory ranks already follow the timestamps
     return pool.frame.iloc[rows[order]].reset_index(drop=True)
 
 
@@ -511,66 +513,6 @@ def mode_mix(frame: pd.DataFrame) -> dict[str, float]:
     return {mode: round(float(shares.get(mode, 0.0)) * 100, 1) for mode in MODES}
 
 
-def estimate_tokens(frame: pd.DataFrame) -> int:
-    """Approximate training tokens of a samples table: 4 per 3 words plus 4 per message.
-
-    A tokenizer-free estimate (BPE tokenizers average about 1.3 tokens per English word, and
-    the chat template adds a few tokens per message); the trainer measures the real count.
-    """
-    if frame.empty:
-        return 0
-    words = sum(len(str(m.get("content", "")).split()) for messages in frame["messages"] for m in messages)
-    messages = int(frame["messages"].map(len).sum())
-    return int(round(words * 4 / 3)) + 4 * messages
-
-
-@dataclass(frozen=True)
-class Projection:
-    """A projected training run for a dataset size (a clear estimate, not a measurement).
-
-    The defaults come from the seed's figures: a full fine-tune of ~5,000 samples of ~300
-    tokens for 3 epochs takes ~2 hours on an A100 80GB at $1.89/h (about 625 tokens/s),
-    plus ~5 minutes of pod start-up and download.
-    """
-
-    train_samples: int
-    tokens: int
-    epochs: int
-    hours: float
-    usd: float
-
-
-def project_training(tokens: int, train_samples: int, *, epochs: int = 3,
-                     tokens_per_s: float = 625.0, usd_per_hour: float = 1.89,
-                     overhead_s: float = 300.0) -> Projection:
-    """Project training time and cost from the number of training tokens."""
-    seconds = (tokens * epochs / tokens_per_s) + (overhead_s if train_samples else 0.0)
-    hours = seconds / 3600
-    return Projection(train_samples=train_samples, tokens=tokens, epochs=epochs,
-                      hours=round(hours, 2), usd=round(hours * usd_per_hour, 2))
-
-
-def selection_summary(selection: Selection) -> dict[str, Any]:
-    """What a person checks before training: counts, recent vs old share, mode mix, projection."""
-    counts = selection.counts
-    total = counts.train_samples
-    tokens = estimate_tokens(selection.train)
-    projection = project_training(tokens, total)
-    return {
-        "train_samples": total,
-        "recent_selected": counts.recent_selected,
-        "old_selected": counts.old_selected,
-        "recent_share": round(100 * counts.recent_selected / total, 1) if total else 0.0,
-        "old_share": round(100 * counts.old_selected / total, 1) if total else 0.0,
-        "eval_recent": counts.eval_recent,
-        "eval_old": len(selection.eval_old),
-        "mode_mix": mode_mix(selection.train),
-        "tokens": tokens,
-        "hours": projection.hours,
-        "usd": projection.usd,
-    }
-
-
 def selection_quality(selection: Selection) -> dict[str, Any]:
     """The seed's quality metrics (:func:`metahuman_lib.quality.quality_metrics`) of each set."""
     return {name: quality_metrics(frame).to_dict() for name, frame in
@@ -585,7 +527,7 @@ def _jsonl_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def selection_record(selection: Selection, quality: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -612,15 +554,31 @@ def write_selection(run_dir: Path, selection: Selection, *, quality: dict[str, A
     """Write ``dataset.jsonl``, ``eval_recent.jsonl``, ``eval_old.jsonl`` and the manifest sections.
 
     Each file is written atomically; the manifest gets the ``selection`` section and the
-    sha256 of each file under ``files``. Returns the updated manifest.
+    sha256 of each file under ``files``. Writing the same selection again (a resumed run) is
+    allowed; a different one into a run folder that already has a selection is refused, since
+    a run folder never changes its data once a step has finished. Returns the updated manifest.
+
+    Raises:
+        PipelineStepError: the run folder already holds a different selection.
     """
     run_dir = Path(run_dir)
-    frames = dict(zip(SELECTION_FILES, (selection.train, selection.eval_recent, selection.eval_old)))
-    for name, frame in frames.items():
-        atomic_write_bytes(run_dir / name, _jsonl_bytes(frame))
+    frames = (selection.train, selection.eval_recent, selection.eval_old)
+    contents = {name: _jsonl_bytes(frame) for name, frame in zip(SELECTION_FILES, frames)}
+    _refuse_a_different_selection(run_dir, contents)
+    for name, data in contents.items():
+        atomic_write_bytes(run_dir / name, data)
     record = selection_record(selection, quality)
     update_manifest(run_dir, lambda manifest: manifest.__setitem__("selection", record))
     return record_files(run_dir, list(SELECTION_FILES))
+
+
+def _refuse_a_different_selection(run_dir: Path, contents: dict[str, bytes]) -> None:
+    recorded = read_manifest(run_dir).get("files", {})
+    for name, data in contents.items():
+        if name in recorded and recorded[name]["sha256"] != hashlib.sha256(data).hexdigest():
+            raise PipelineStepError(
+                f"The run folder {run_dir} already holds a different selection ({name} differs); "
+                "start a new run folder for a new selection.")
 
 
 def strategy_from_manifest(run_dir: Path) -> tuple[Strategy, datetime, int, tuple[str, ...]]:
@@ -697,12 +655,13 @@ def store_old_probe(profile: Profile, selection: Selection) -> bool:
 
 
 def run_selection(profile: Profile, samples: pd.DataFrame, strategy: Strategy, now: datetime,
-                  seed: int, run_dir: Path | str | None = None) -> Selection:
+                  seed: int | None = None, run_dir: Path | str | None = None) -> Selection:
     """Select for a profile, reusing its old probe; with ``run_dir`` write the run's files.
 
-    The probe is fixed (stored under the profile) only when a run folder is written, so
-    exploring in a notebook never fixes it.
+    ``seed`` None uses the strategy's seed. The probe is fixed (stored under the profile) only
+    when a run folder is written, so exploring in a notebook never fixes it.
     """
+    seed = strategy.seed if seed is None else seed
     selection = select(samples, strategy, now, seed, old_probe_ids=load_old_probe_ids(profile))
     if run_dir:
         write_selection(Path(run_dir), selection)

@@ -1,10 +1,13 @@
 """Named selection strategies: how much recent and how much old memory goes into a run.
 
 A strategy is the ``selection:`` block of a parameter set ``parameters/<name>.yaml``. The
-parameter sets ship inside the package (``metahuman_lib/resources/parameters/``), which is the
-one source of truth; the ``parameters/`` folder at the repository root is a symbolic link to it,
-so a source checkout, an editable install and a wheel all read the same files. Any other YAML
-file with a ``selection:`` block can be loaded by path.
+``parameters/`` folder at the repository root is the one source of truth (people edit it; other
+blocks such as ``training:`` live in the same files, and other files such as
+``gpu_prices.yaml`` beside them). The package reaches it through the symbolic link
+``metahuman_lib/resources/parameters -> ../../parameters``: a source checkout and an editable
+install follow the link, and building a wheel or sdist copies the files it points to, so an
+installed package ships the same sets. Any other YAML file with a ``selection:`` block can be
+loaded by path.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class Strategy:
         """A foundation run trains on everything: there is no recent window."""
         return self.days_recent is None
 
-    def with_overrides(self, **overrides: Any) -> "Strategy":
+    def with_overrides(self, **overrides: Any) -> Strategy:
         """A copy with some fields replaced; ``None`` values mean "keep the strategy's value".
 
         Flags and notebook parameters use ``None`` for "not given", so they can be passed
@@ -142,8 +145,16 @@ def parameters_dir() -> Path:
 
 
 def list_strategies() -> list[str]:
-    """Names of the parameter sets that can be loaded by name, sorted."""
-    return sorted(path.stem for path in parameters_dir().glob("*.yaml"))
+    """Names of the parameter sets with a ``selection:`` block, sorted (other files are skipped)."""
+    return sorted(path.stem for path in parameters_dir().glob("*.yaml") if _has_selection(path))
+
+
+def _has_selection(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "selection" in data
 
 
 def parameter_set_path(name_or_path: str | os.PathLike[str]) -> Path:

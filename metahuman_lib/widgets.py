@@ -21,8 +21,20 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from metahuman_lib.selection import Selection, select, selection_summary
-from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy
+from metahuman_lib.samples import iter_records
+from metahuman_lib.selection import Selection, mode_mix, select
+from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy, parameters_dir
+from metahuman_lib.training.config import TrainConfig
+from metahuman_lib.training.cost import (
+    CostEstimate,
+    estimate_tokens,
+    load_gpu_prices,
+    model_params_billions,
+    project_cost,
+)
+
+#: The GPUs MetaHuman OS trains on (spec section 5): full fine-tunes on an A100, LoRA on a 4090.
+SEED_GPUS = {"full": "NVIDIA A100 80GB PCIe", "lora": "NVIDIA GeForce RTX 4090"}
 
 _ALL_MODES = "all"
 _COLOURS = {"history": "#c7ccd6", "recent": "#2f6fde", "old": "#f08c2e", "held_out": "#7b4fc9"}
@@ -59,8 +71,13 @@ def _coverage_traces(table: pd.DataFrame) -> list[go.Bar]:
     names = (("history", "whole history"), ("train_recent", "train: recent"),
              ("train_old", "train: old (replay)"), ("held_out", "held out (eval)"))
     colours = (_COLOURS["history"], _COLOURS["recent"], _COLOURS["old"], _COLOURS["held_out"])
-    return [go.Bar(x=table["month"], y=table[column], name=label, marker_color=colour)
+    return [go.Bar(x=_month_labels(table), y=table[column], name=label, marker_color=colour)
             for (column, label), colour in zip(names, colours)]
+
+
+def _month_labels(table: pd.DataFrame) -> list[str]:
+    """``2025-08`` -> ``Aug 2025``: labels plotly cannot mistake for dates, so each month is one bar group."""
+    return [pd.Timestamp(f"{month}-01").strftime("%b %Y") for month in table["month"]]
 
 
 def _coverage_title(table: pd.DataFrame) -> str:
@@ -77,7 +94,51 @@ def coverage_figure(table: pd.DataFrame) -> go.Figure:
 
 def _style(figure: go.Figure, title: str) -> None:
     figure.update_layout(title=title, barmode="group", height=360, margin={"l": 40, "r": 10, "t": 50, "b": 40},
-                         xaxis_title="month", yaxis_title="samples", legend_orientation="h")
+                         yaxis_title="samples", legend_orientation="h",
+                         xaxis_type="category")
+
+
+def project_selection(selection: Selection, config: TrainConfig | None = None,
+                      gpu: str | None = None) -> CostEstimate:
+    """Projected tokens, time and cost of training on ``selection`` (issue 5's cost model).
+
+    Tokens are estimated from characters (no tokenizer is loaded); the model size comes from
+    the base model's name; the GPU defaults to the one MetaHuman OS uses for the method. The
+    prices file is ``parameters/gpu_prices.yaml``.
+    """
+    config = config or TrainConfig()
+    tokens, samples = estimate_tokens(iter_records(selection.train))
+    eval_tokens = sum(estimate_tokens(iter_records(frame))[0]
+                      for frame in (selection.eval_recent, selection.eval_old))
+    return project_cost(tokens, samples, method=config.method,
+                        model_params_b=model_params_billions(config.base_model),
+                        gpu=gpu or SEED_GPUS[config.method], epochs=config.epochs,
+                        batch_size=config.batch_size, grad_accum=config.grad_accum,
+                        max_seq_len=config.max_seq_len, packing=config.packing,
+                        eval_tokens=eval_tokens, prices=load_gpu_prices(parameters_dir() / "gpu_prices.yaml"))
+
+
+def selection_summary(selection: Selection, config: TrainConfig | None = None) -> dict[str, object]:
+    """What a person checks before training: counts, recent vs old share, mode mix, projection."""
+    counts = selection.counts
+    total = counts.train_samples
+    projection = project_selection(selection, config)
+    return {
+        "train_samples": total,
+        "recent_selected": counts.recent_selected,
+        "old_selected": counts.old_selected,
+        "recent_share": round(100 * counts.recent_selected / total, 1) if total else 0.0,
+        "old_share": round(100 * counts.old_selected / total, 1) if total else 0.0,
+        "eval_recent": counts.eval_recent,
+        "eval_old": len(selection.eval_old),
+        "mode_mix": mode_mix(selection.train),
+        "tokens": projection.train_tokens,
+        "hours": round(projection.hours, 2),
+        "usd": projection.dollars,
+        "gpu": projection.gpu,
+        "method": projection.method,
+        "model_params_b": projection.model_params_b,
+    }
 
 
 def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None, str]]]]:
@@ -96,8 +157,10 @@ def _preview_rows(selection: Selection) -> list[tuple[str, list[tuple[str | None
         ("recent vs old share", [(None, f"{summary['recent_share']}% / {summary['old_share']}%")]),
         ("mode mix", [(None, ", ".join(f"{mode} {share}%" for mode, share in summary["mode_mix"].items()))]),
         ("held out: recent / old probe", [(None, f"{counts.eval_recent:,} / {summary['eval_old']:,}")]),
-        ("projected tokens", [(None, f"{summary['tokens']:,}")]),
-        ("projected training time and cost", [(None, f"{summary['hours']} h, ${summary['usd']} (estimate)")]),
+        ("projected training tokens (all epochs)", [(None, f"{summary['tokens']:,}")]),
+        ("projected training time and cost",
+         [(None, (f"{summary['hours']} h, ${summary['usd']} on {summary['gpu']} "
+                  f"({summary['method']}, {summary['model_params_b']:g}B; estimate)"))]),
     ]
 
 
@@ -146,8 +209,9 @@ class SelectionControls(widgets.VBox):
         self.sampling = widgets.ToggleButtons(options=list(OLD_SAMPLING), value=strategy.old_sampling,
                                               description="old sampling")
         self.preview = widgets.HTML()
-        self.figure = go.FigureWidget()
         self.strategy, self.selection = strategy, None
+        # the chart is built with its first data and layout, so the axis type is fixed from the start
+        self.figure = go.FigureWidget(coverage_figure(self._recompute()))
         for control, css in ((self.days, "mh-days"), (self.old, "mh-old"), (self.mode, "mh-mode"),
                              (self.max, "mh-max"), (self.seed, "mh-seed"), (self.sampling, "mh-sampling"),
                              (self.foundation, "mh-foundation"), (self.preview, "mh-preview-box")):
@@ -157,7 +221,6 @@ class SelectionControls(widgets.VBox):
         chart.add_class("mh-coverage")
         super().__init__([self.foundation, self.days, self.old, self.mode, self.max, self.seed, self.sampling,
                           self.preview, chart])
-        self._changed()
 
     def current_strategy(self) -> Strategy:
         """The strategy the controls describe now."""
@@ -168,19 +231,21 @@ class SelectionControls(widgets.VBox):
             old_samples=int(self.old.value), mode=None if self.mode.value == _ALL_MODES else self.mode.value,
             max_samples=int(max_text) if max_text.isdigit() else None, old_sampling=self.sampling.value)
 
-    def _changed(self, _change: dict | None = None) -> None:
+    def _recompute(self) -> pd.DataFrame:
+        """Select for the current control values, refresh the preview, return the coverage table."""
         self.days.disabled = self.foundation.value
         self.strategy = self.current_strategy()
         self.selection = select(self._samples, self.strategy, self._now, int(self.seed.value),
                                 old_probe_ids=self._probe)
         self.preview.value = preview_html(self.selection)
-        table = coverage_table(self._samples, self.selection)
+        return coverage_table(self._samples, self.selection)
+
+    def _changed(self, _change: dict | None = None) -> None:
+        table = self._recompute()
         with self.figure.batch_update():
-            if not self.figure.data:
-                self.figure.add_traces(_coverage_traces(table))
             for trace, column in zip(self.figure.data, ("history", "train_recent", "train_old", "held_out")):
-                trace.x, trace.y = list(table["month"]), table[column].tolist()
-            _style(self.figure, _coverage_title(table))
+                trace.x, trace.y = _month_labels(table), table[column].tolist()
+            self.figure.layout.title.text = _coverage_title(table)
 
 
 def _history_days(samples: pd.DataFrame, now: datetime) -> int:

@@ -7,11 +7,11 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers_selection import MODES, NOW, make_samples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _helpers_selection import MODES, NOW, make_samples
-from metahuman_lib.errors import ConfigError, WorkbenchError
+from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import read_manifest
 from metahuman_lib.samples import SAMPLE_COLUMNS, read_samples_jsonl
@@ -22,7 +22,6 @@ from metahuman_lib.selection import (
     reproduce_selection,
     run_selection,
     select,
-    selection_summary,
     total_variation,
     write_selection,
 )
@@ -211,7 +210,7 @@ def test_stratified_follows_month_and_mode_proportions():
     strategy = Strategy(days_recent=30, old_samples=700, old_sampling="stratified", old_probe_size=0)
     selection = select(samples, strategy, NOW, 5)
     old_pool = samples[samples["timestamp"] < pd.Timestamp(selection.cutoff)]
-    key = lambda frame: frame["timestamp"].dt.strftime("%Y-%m") + "/" + frame["mode"]  # noqa: E731
+    key = lambda frame: frame["timestamp"].dt.strftime("%Y-%m") + "/" + frame["mode"]
     pool_counts = key(old_pool).value_counts().sort_index()
     chosen = selection.train[~selection.is_recent(selection.train)]
     chosen_counts = key(chosen).value_counts().reindex(pool_counts.index, fill_value=0)
@@ -284,7 +283,7 @@ def test_old_probe_is_fixed_at_foundation_and_reused(tmp_path):
     assert (tmp_path / "r1" / "eval_old.jsonl").read_bytes() == (tmp_path / "r2" / "eval_old.jsonl").read_bytes()
     assert read_manifest(tmp_path / "r2")["selection"]["old_probe"]["created"] is False
     # months spread: the probe covers every month of the foundation's history
-    months = lambda frame: set(frame["timestamp"].dt.strftime("%Y-%m"))  # noqa: E731
+    months = lambda frame: set(frame["timestamp"].dt.strftime("%Y-%m"))
     assert months(first.eval_old) == months(samples[samples["timestamp"] <= pd.Timestamp(NOW - timedelta(days=40))])
 
 
@@ -294,10 +293,26 @@ def test_exploring_does_not_fix_the_probe(tmp_path):
     assert load_old_probe_ids(profile) is None
 
 
-def test_summary_projects_size_time_and_cost():
-    selection = select(make_samples(1000), Strategy(days_recent=30, old_samples=100), NOW, 0)
-    summary = selection_summary(selection)
-    assert summary["train_samples"] == summary["recent_selected"] + summary["old_selected"]
-    assert summary["recent_share"] + summary["old_share"] == pytest.approx(100.0, abs=0.11)
-    assert summary["tokens"] > summary["train_samples"] and summary["hours"] > 0 and summary["usd"] > 0
-    assert sum(summary["mode_mix"].values()) == pytest.approx(100.0, abs=0.2)
+@PROPERTY
+@given(samples=samples_tables(), strategy=strategies_, seed=st.integers(0, 1000), data=st.data())
+def test_given_probe_is_never_trained_on(samples, strategy, seed, data):
+    memories = sorted(set(samples["memory_id"]))
+    probe = data.draw(st.lists(st.sampled_from(memories), unique=True) if memories else st.just([]))
+    selection = select(samples, strategy, NOW, seed, old_probe_ids=probe + ["gone-memory"])
+    eligible = samples[samples["timestamp"] <= pd.Timestamp(NOW)]
+    assert sorted(selection.eval_old["sample_id"]) == sorted(
+        eligible[eligible["memory_id"].isin(probe)]["sample_id"])
+    assert not set(selection.train["memory_id"]) & set(probe)
+    assert not set(selection.eval_recent["memory_id"]) & set(probe)
+    assert selection.old_probe_memory_ids == tuple(sorted([*probe, "gone-memory"]))
+    assert not selection.old_probe_created
+
+
+def test_a_run_folder_keeps_its_selection(tmp_path):
+    samples = make_samples(300)
+    strategy = Strategy(days_recent=30, old_samples=50)
+    first = write_selection(tmp_path, select(samples, strategy, NOW, 1))
+    again = write_selection(tmp_path, select(samples.iloc[::-1], strategy, NOW, 1))  # a resumed step
+    assert again["files"] == first["files"]
+    with pytest.raises(PipelineStepError, match=r"already holds a different selection \(dataset.jsonl differs\)"):
+        write_selection(tmp_path, select(samples, strategy, NOW, 2))

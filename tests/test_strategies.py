@@ -52,6 +52,14 @@ def test_repo_parameters_folder_is_the_package_folder():
     assert (REPO / "parameters").resolve() == parameters_dir().resolve()
 
 
+def test_files_without_selection_block_are_not_strategies(tmp_path, monkeypatch):
+    (tmp_path / "gpu_prices.yaml").write_text("mfu: 0.35\n")
+    (tmp_path / "weekly.yaml").write_text("selection:\n  days_recent: 7\n")
+    monkeypatch.setenv("METAHUMAN_PARAMETERS_DIR", str(tmp_path))
+    assert list_strategies() == ["weekly"]
+    assert load_strategy("weekly").days_recent == 7
+
+
 def test_unknown_name_lists_available():
     with pytest.raises(ConfigError, match=r"Unknown strategy 'monthy' \(did you mean 'monthly'\?\); "
                                           r"available: biweekly, foundation, "):

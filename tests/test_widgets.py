@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from _helpers_selection import NOW, make_samples
+
 from metahuman_lib.selection import select
 from metahuman_lib.strategies import Strategy, load_strategy
-from metahuman_lib.widgets import coverage_figure, coverage_table, preview_table, selection_controls
+from metahuman_lib.training.config import TrainConfig
+from metahuman_lib.widgets import (
+    coverage_figure,
+    coverage_table,
+    preview_table,
+    project_selection,
+    selection_controls,
+    selection_summary,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +44,23 @@ def test_preview_table(samples):
     counts = selection.counts
     assert table["old available / selected"] == f"{counts.old_available:,} / 50"
     assert table["train samples"] == f"{counts.train_samples:,}"
-    assert table["projected training time and cost"].endswith("(estimate)")
+    assert table["projected training time and cost"].endswith(
+        "on NVIDIA GeForce RTX 4090 (lora, 14B; estimate)")
+
+
+def test_summary_projects_size_time_and_cost(samples):
+    selection = select(samples, Strategy(days_recent=30, old_samples=100), NOW, 0)
+    summary = selection_summary(selection)
+    assert summary["train_samples"] == summary["recent_selected"] + summary["old_selected"]
+    assert summary["recent_share"] + summary["old_share"] == pytest.approx(100.0, abs=0.11)
+    assert summary["tokens"] > summary["train_samples"] and summary["hours"] > 0 and summary["usd"] > 0
+    assert sum(summary["mode_mix"].values()) == pytest.approx(100.0, abs=0.2)
+    # a full fine-tune runs on the A100 and costs more than LoRA for the same data
+    full = project_selection(selection, TrainConfig(method="full"))
+    lora = project_selection(selection)
+    assert full.gpu == "NVIDIA A100 80GB PCIe" and full.dollars > lora.dollars
+    bigger = select(samples, Strategy(days_recent=30, old_samples=400), NOW, 0)
+    assert project_selection(bigger).train_tokens > lora.train_tokens
 
 
 def test_controls_follow_the_sliders(samples):

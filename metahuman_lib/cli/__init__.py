@@ -80,3 +80,8 @@ app.add_typer(_registry_cli.app, name="registry")
 from metahuman_lib.cli import pods as _pods  # noqa: E402
 
 app.add_typer(_pods.app, name="pods")
+
+from metahuman_lib.cli import select as _select  # noqa: E402
+
+app.command("strategies")(_select.strategies)
+app.command("select")(_select.select)
