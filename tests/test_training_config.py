@@ -56,3 +56,17 @@ def test_bad_blocks_name_the_key(block, message):
 def test_missing_train_config_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match=r"No train_config\.json in .*write_train_config"):
         read_train_config(tmp_path)
+
+
+def test_training_modules_import_without_torch():
+    import os
+    import subprocess
+    import sys
+
+    modules = ["config", "data", "status", "local", "cost", "launch", "train", "tiny", "modeling", "scoring"]
+    code = ("import sys\n" + "".join(f"import metahuman_lib.training.{m}\n" for m in modules)
+            + "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'accelerate') if m in sys.modules)\n"
+            + "print(','.join(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.strip() == ""

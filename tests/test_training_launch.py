@@ -54,7 +54,7 @@ def test_notebook_is_committed_clean_with_parameters_first():
 @pytest.mark.slow
 def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
     output = tmp_path / "out.ipynb"
-    command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root),
+    command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root), "-p", "epochs", "1",
                "--cwd", str(tmp_path), "--execution-timeout", "300"]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo run folder lands in tmp_path
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=400)
@@ -65,3 +65,26 @@ def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
     run_dir = text.split("built a demo run in ")[1].split(" ")[0]
     metrics = read_json(os.path.join(run_dir, "metrics.json"))
     assert metrics["after"]["eval_recent"]["loss"] < metrics["before"]["eval_recent"]["loss"]
+
+
+def test_cli_train_cost(tmp_path, capsys):
+    from _helpers_training import END
+
+    from metahuman_lib.cli import main
+    from metahuman_lib.samples import write_samples_jsonl
+    from metahuman_lib.training.tiny import demo_samples
+
+    write_samples_jsonl(demo_samples(50, seed=1, end=END), tmp_path / "dataset.jsonl")
+    write_train_config(tmp_path, TrainConfig(base_model="Qwen/Qwen3-14B"))
+    assert main(["train-cost", str(tmp_path), "--gpu", "NVIDIA A100 80GB PCIe"]) == 0
+    assert capsys.readouterr().out.startswith("NVIDIA A100 80GB PCIe: ")
+    assert main(["train-cost", str(tmp_path), "--gpu", "A100"]) == 2
+    assert "Unknown GPU type 'A100' in the GPU prices file. Did you mean" in capsys.readouterr().err
+
+
+def test_cli_train_cancel_marks_a_run_that_is_not_running(tmp_path, capsys):
+    from metahuman_lib.cli import main
+
+    write_train_config(tmp_path, TrainConfig())
+    assert main(["train", str(tmp_path), "--cancel"]) == 0
+    assert capsys.readouterr().out.strip().endswith(": cancelled (cancelled) step 0/0")

@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,7 +67,7 @@ def test_local_run_end_to_end(tmp_path_factory, tmp_path):
 
 
 def test_relaunch_reattaches_then_cancel_and_resume(tmp_path_factory, tmp_path):
-    make_run(tmp_path, tiny_model(tmp_path_factory), epochs=15, checkpoint_every_steps=1, eval_train_samples=4)
+    make_run(tmp_path, tiny_model(tmp_path_factory), epochs=3, checkpoint_every_steps=1, eval_train_samples=4)
     backend = LocalBackend(num_processes=1, poll_interval_s=0.2, echo=None)
     backend.launch(tmp_path)
     pid = read_json(tmp_path / PID_NAME)["pid"]
@@ -73,6 +75,7 @@ def test_relaunch_reattaches_then_cancel_and_resume(tmp_path_factory, tmp_path):
     assert read_json(tmp_path / PID_NAME)["pid"] == pid
     wait_for(lambda: (tmp_path / ".scratch" / "checkpoints").is_dir()
              and any((tmp_path / ".scratch" / "checkpoints").glob("*/progress.json")))
+    os.killpg(os.getpgid(pid), signal.SIGSTOP)  # hold it mid-run, however fast the machine is
 
     cancelled = backend.cancel(tmp_path)
     assert (cancelled.state, cancelled.phase) == ("cancelled", "cancelled")

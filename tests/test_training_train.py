@@ -1,5 +1,6 @@
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,8 @@ def test_run_writes_the_documented_files(lora_run):
     assert not (run_dir / ".scratch").exists()
     assert read_json(run_dir / "manifest.json")["training"]["output_weights_sha256"] == weights_sha256(
         run_dir / "output" / "adapter")
+    with pytest.raises(ConfigError, match=r"was already trained successfully; .* prepare a new run folder"):
+        train.run(run_dir)
     lines = (run_dir / "generations.jsonl").read_text().splitlines()
     assert len(lines) == 1 and '"prompt":"How are you feeling today?"' in lines[0]
 
@@ -95,9 +98,9 @@ def test_same_seed_same_result(lora_run, tmp_path, model_dir):
 
 
 def test_other_seed_other_result(lora_run, tmp_path, model_dir):
-    make_run(tmp_path, model_dir, **{**BASE, "seed": 5, "probe_prompts": []})
+    make_run(tmp_path, model_dir, **{**BASE, "seed": 5, "probe_prompts": [], "max_steps": 2, "eval_train_samples": 4})
     train.run(tmp_path)
-    assert [r["loss"] for r in read_log(tmp_path)] != [r["loss"] for r in read_log(lora_run[0])]
+    assert [r["loss"] for r in read_log(tmp_path)] != [r["loss"] for r in read_log(lora_run[0])][:2]
 
 
 class Interrupted(Exception):
@@ -125,8 +128,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(lora_run, tmp_pa
 
 
 def test_lora_continues_the_parent_adapter(lora_run, tmp_path, model_dir):
-    parent_dir = lora_run[0] / "output" / "adapter"
-    parent = {"version": 1, "kind": "adapter", "path": str(parent_dir), "sha256": weights_sha256(parent_dir)}
+    parent_dir = tmp_path / "parent"  # shipped inside the run folder, named by a relative path
+    shutil.copytree(lora_run[0] / "output" / "adapter", parent_dir)
+    parent = {"version": 1, "kind": "adapter", "path": "parent", "sha256": weights_sha256(parent_dir)}
     make_run(tmp_path, model_dir, parent=parent, lora_r=16, lora_alpha=32, epochs=1)
     metrics = train.run(tmp_path)
     for name in ("eval_recent", "eval_old", "train_sample"):
@@ -233,3 +237,21 @@ def test_cost_projection_next_to_the_measured_run(lora_run, model_dir):
     assert frame.loc["dollars", "actual"] == 0.0
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert model_params_billions(str(model_dir)) == sum(p.numel() for p in model.parameters()) / 1e9
+
+
+def test_a_bad_config_is_recorded_in_the_status(tmp_path):
+    (tmp_path / "train_config.json").write_text('{"methd": "lora"}')
+    with pytest.raises(ConfigError, match=r"Unknown key 'methd' in the training block\. Did you mean: method\?"):
+        train.run(tmp_path)
+    status = read_status(tmp_path)
+    assert (status.state, status.phase) == ("failed", "loading")
+    assert status.error.startswith("Unknown key 'methd'")
+
+
+def test_bf16_then_fp32_runs_in_one_process(tmp_path, model_dir):
+    for name, precision, expected in (("bf16", "bf16", "bf16"), ("fp32", "fp32", "no")):
+        make_run(tmp_path / name, model_dir, precision=precision, max_steps=1, eval_train_samples=4)
+        train.run(tmp_path / name)
+        effective = read_json(tmp_path / name / "effective_config.json")
+        assert (effective["precision"], effective["mixed_precision"]) == (precision, expected)
+    assert read_json(tmp_path / "bf16" / "effective_config.json")["loaded"]["dtype"] == "bfloat16"

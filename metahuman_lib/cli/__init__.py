@@ -85,3 +85,8 @@ from metahuman_lib.cli import select as _select  # noqa: E402
 
 app.command("strategies")(_select.strategies)
 app.command("select")(_select.select)
+
+from metahuman_lib.cli import train as _train  # noqa: E402
+
+app.command("train")(_train.train)
+app.command("train-cost")(_train.train_cost)

@@ -82,7 +82,7 @@ class TrainConfig:
     max_steps: int | None = None
     logging_steps: int = 1
     checkpoint_every_steps: int = 50
-    eval_batch_size: int = 8
+    eval_batch_size: int = 4
     eval_train_samples: int = 64
     probe_prompts: tuple[str, ...] = ()
     probe_max_new_tokens: int = 64

@@ -197,6 +197,7 @@ def _terminate_group(pid: int, child: subprocess.Popen[bytes] | None, grace_s: f
     try:
         group = os.getpgid(pid)
         os.killpg(group, signal.SIGTERM)
+        os.killpg(group, signal.SIGCONT)  # a stopped (suspended) trainer must wake up to see it
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s

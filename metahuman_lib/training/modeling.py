@@ -72,12 +72,18 @@ def model_dtype(method: str, precision: str) -> Any:
     return torch.float32
 
 
-def parent_record(config: TrainConfig) -> dict[str, Any] | None:
-    """What the run builds on, with checksums; raises when the parent is missing or changed."""
+def parent_record(config: TrainConfig, run_dir: Path | None = None) -> dict[str, Any] | None:
+    """What the run builds on, with checksums; raises when the parent is missing or changed.
+
+    A relative ``parent.path`` is taken relative to the run folder, so a backend can ship the
+    parent inside the run folder (e.g. ``parent/``) to a machine where absolute paths differ.
+    """
     parent = config.parent
     if parent is None or parent.kind == "base":
         return None
     folder = Path(parent.path)
+    if not folder.is_absolute() and run_dir is not None:
+        folder = Path(run_dir) / folder
     if not folder.is_dir():
         raise ConfigError(f"Parent version {parent.version} not found at {folder}: the run would not "
                           "build on it. Restore the folder or reset the registry to the original base.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import shutil
 import signal
@@ -32,7 +33,7 @@ from metahuman_lib.errors import ConfigError
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
 from metahuman_lib.training import data as tdata
 from metahuman_lib.training.config import TrainConfig, read_train_config
-from metahuman_lib.training.status import append_log, truncate_log, write_status
+from metahuman_lib.training.status import append_log, read_status, truncate_log, write_status
 
 SCRATCH_NAME = ".scratch"
 DATASET_NAME = "dataset.jsonl"
@@ -112,15 +113,27 @@ def run(run_dir: Path, *, on_step: Callable[[int], None] | None = None) -> dict[
             caller stop a run between steps, which is how the resume path is exercised.
     """
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from metahuman_lib.training.modeling import resolve_precision
 
     run_dir = Path(run_dir).resolve()
-    config = read_train_config(run_dir)
+    if read_status(run_dir).state == "succeeded":
+        raise ConfigError(f"{run_dir} was already trained successfully; a finished run folder is never "
+                          "trained again: prepare a new run folder.")
+    try:
+        config = read_train_config(run_dir)
+    except ConfigError as exc:
+        if os.environ.get("RANK", "0") == "0":
+            write_status(run_dir, state="failed", phase="loading", error=str(exc))
+        raise
     precision = resolve_precision(config.precision)
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
     if config.method == "full" and precision == "bf16":
         mixed = "no"  # full bf16 trains bf16 weights directly, no autocast needed
+    # accelerate keeps its settings in a process-wide singleton; several runs in one process (a
+    # benchmark comparing LoRA in bf16 autocast with a pure-bf16 full fine-tune) each need their own
+    AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=mixed, cpu=_cpu_only())
     main = accelerator.is_main_process
     previous = signal.signal(signal.SIGTERM, _raise_cancelled) if main else None
@@ -166,23 +179,17 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
 
     main = accelerator.is_main_process
     set_seed(config.seed)
-    parent = parent_record(config)
-    tokenizer_source = config.parent.path if config.parent and config.parent.kind != "base" else config.base_model
+    parent = parent_record(config, run_dir)
+    # the parent's own tokenizer (and template) when it shipped one, so training matches its inference
+    has_tokenizer = parent is not None and (Path(parent["path"]) / "tokenizer_config.json").exists()
+    tokenizer_source = parent["path"] if has_tokenizer else config.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     template_source = tdata.ensure_chat_template(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     _status(main, run_dir, phase="tokenizing")
-    train_records = read_records(run_dir / DATASET_NAME)
-    if not train_records:
-        raise ConfigError(f"{run_dir / DATASET_NAME} is missing or empty: run selection first.")
-    sets = {name: tdata.tokenize_records(tokenizer, read_records(run_dir / file), config.max_seq_len,
-                                         config.system_prompt)
-            for name, file in (("train", DATASET_NAME), ("eval_recent", EVAL_RECENT_NAME),
-                               ("eval_old", EVAL_OLD_NAME))}
+    sets = _tokenize_sets(run_dir, tokenizer, config)
     train_examples, train_stats = sets["train"]
-    if not train_examples:
-        raise ConfigError(f"No trainable sample in {run_dir / DATASET_NAME}: {train_stats.dropped}")
     train_probe = random.Random(config.seed).sample(train_examples,
                                                     min(config.eval_train_samples, len(train_examples)))
 
@@ -231,14 +238,35 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
 
     metrics = _metrics(config, before, after, progress, train_stats, steps_per_epoch)
     if main:
-        _status(main, run_dir, phase="saving")
-        _write_generations(run_dir, config, before.get("generations"), generations_after, metrics)
-        output = _save(unwrapped, tokenizer, run_dir, config.method)
-        atomic_write_json(run_dir / METRICS_NAME, metrics)
-        _record_manifest(run_dir, output, loaded, effective)
-        shutil.rmtree(scratch, ignore_errors=True)
+        _finish(run_dir, config, unwrapped, tokenizer, metrics, before, generations_after, loaded, effective)
     accelerator.wait_for_everyone()
     return metrics
+
+
+def _tokenize_sets(run_dir: Path, tokenizer: Any, config: TrainConfig) -> dict[str, Any]:
+    """Examples and counts of the train set and both eval sets; an empty train set is an error."""
+    if not read_records(run_dir / DATASET_NAME):
+        raise ConfigError(f"{run_dir / DATASET_NAME} is missing or empty: run selection first.")
+    sets = {name: tdata.tokenize_records(tokenizer, read_records(run_dir / file), config.max_seq_len,
+                                         config.system_prompt)
+            for name, file in (("train", DATASET_NAME), ("eval_recent", EVAL_RECENT_NAME),
+                               ("eval_old", EVAL_OLD_NAME))}
+    examples, stats = sets["train"]
+    if not examples:
+        raise ConfigError(f"No trainable sample in {run_dir / DATASET_NAME}: {stats.dropped}")
+    return sets
+
+
+def _finish(run_dir: Path, config: TrainConfig, model: Any, tokenizer: Any, metrics: dict[str, Any],
+            before: dict[str, Any], generations_after: list[str] | None, loaded: dict[str, Any],
+            effective: dict[str, Any]) -> None:
+    """Main process: write generations, the output folder, metrics and the manifest; drop scratch."""
+    write_status(run_dir, phase="saving")
+    _write_generations(run_dir, config, before.get("generations"), generations_after)
+    output = _save(model, tokenizer, run_dir, config.method)
+    atomic_write_json(run_dir / METRICS_NAME, metrics)
+    _record_manifest(run_dir, output, loaded, effective)
+    shutil.rmtree(run_dir / SCRATCH_NAME, ignore_errors=True)
 
 
 def _status(main: bool, run_dir: Path, **fields: Any) -> None:
@@ -525,8 +553,8 @@ def _metrics(config: TrainConfig, before: dict[str, Any], after: dict[str, Any],
     }
 
 
-def _write_generations(run_dir: Path, config: TrainConfig, before: list[str] | None, after: list[str] | None,
-                       metrics: dict[str, Any]) -> None:
+def _write_generations(run_dir: Path, config: TrainConfig, before: list[str] | None,
+                       after: list[str] | None) -> None:
     if not config.probe_prompts:
         return
     lines = [orjson.dumps({"prompt": prompt, "before": b, "after": a})
