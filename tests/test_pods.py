@@ -168,3 +168,22 @@ def test_cli_without_key_is_one_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert main(["pods", "list"]) == 2
     assert capsys.readouterr().err.startswith("error: No RunPod API key: set RUNPOD_API_KEY")
+
+
+def test_estimate_skips_pods_that_would_exceed_the_dollar_budget(fake_api):
+    config = RunPodConfig(gpu_types=("NVIDIA H100 80GB HBM3", "NVIDIA A100 80GB PCIe"), budget_usd=5.0)
+    _pod, attempts = create_pod_with_fallback(PodApi(ApiKey(API_KEY)), config, "metahuman-u-r", {},
+                                             on_created=lambda *_: None, estimate_hours=3.0)
+    assert [(a.gpu_type, a.cloud_type, a.result) for a in attempts] == [
+        ("NVIDIA H100 80GB HBM3", "COMMUNITY", "over_budget"),
+        ("NVIDIA H100 80GB HBM3", "SECURE", "over_budget"),
+        ("NVIDIA A100 80GB PCIe", "COMMUNITY", "created"),
+    ]
+    assert attempts[0].message == "3.00 h x $2.69/h > $5.00"
+
+
+def test_estimate_over_the_hour_budget_rents_nothing(fake_api):
+    with pytest.raises(BackendError, match=r"estimated at 5.00 h, over the 4 h budget .* no pod was rented"):
+        create_pod_with_fallback(PodApi(ApiKey(API_KEY)), RunPodConfig(), "metahuman-u-r", {},
+                                 on_created=lambda *_: None, estimate_hours=5.0)
+    assert fake_api.created_ids == []

@@ -14,20 +14,20 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from _helpers_runpod import FakeRunPodApi, FlakyProxy, SshServer
+from _helpers_training import hand_samples, tiny_model
 
-from metahuman_lib._io import read_json
+from metahuman_lib._io import read_json, sha256_tree
 from metahuman_lib.errors import BackendError
+from metahuman_lib.runfolder import update_manifest
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.backend import get_backend
 from metahuman_lib.training.config import ParentRef, TrainConfig, write_train_config
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.runpod import EVENTS_NAME, RunPodBackend, RunStopped
-from metahuman_lib.training.tiny import build_tiny_model, demo_samples, sample_texts
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,8 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A tiny Qwen2-style model and demo samples: the real trainer runs on them in seconds."""
-    folder = tmp_path_factory.mktemp("tiny")
-    samples = demo_samples(48, seed=0, end=datetime(2026, 11, 1, tzinfo=UTC))
-    return build_tiny_model(folder / "model", sample_texts(samples)), samples
+    """The session's tiny Qwen2-style model and demo samples: the real trainer runs in seconds."""
+    return tiny_model(tmp_path_factory), hand_samples(48)
 
 
 @pytest.fixture
@@ -73,7 +71,7 @@ def _config(sshd: SshServer, pod_dir: Path, **overrides):
 
 
 def _run_folder(root: Path, tiny, label: str = LABEL, *, long: bool = False, parent=None,
-                dataset: str | None = None) -> Path:
+                dataset: str | None = None, method: str = "lora") -> Path:
     """A prepared run folder: dataset, eval sets and train_config.json for the tiny model."""
     model, samples = tiny
     run = root / "profiles" / "demo" / "out" / "fine-tuned-models" / label[:10] / label
@@ -83,7 +81,7 @@ def _run_folder(root: Path, tiny, label: str = LABEL, *, long: bool = False, par
     write_samples_jsonl(samples.iloc[40:], run / "eval_old.jsonl")
     if dataset is not None:
         (run / "dataset.jsonl").write_text(dataset)
-    config = TrainConfig(base_model=str(model), parent=parent, batch_size=4, grad_accum=1,
+    config = TrainConfig(base_model=str(model), parent=parent, method=method, batch_size=4, grad_accum=1,
                          epochs=1000 if long else 1, max_steps=100_000 if long else 3,
                          max_seq_len=128, eval_batch_size=8, eval_train_samples=4,
                          checkpoint_every_steps=1000)
@@ -160,6 +158,7 @@ def test_two_runs_reattach_then_build_on_the_first_adapter(sshd, fake_api, pod_d
     actual = manifest["training"]["actual_cost"]
     assert actual["hourly_usd"] == 1.89 and actual["usd"] == pytest.approx(1.89 * actual["billed_s"] / 3600, abs=1e-4)
     assert manifest["training"]["output_weights_sha256"] == weights_sha256(first / "output" / "adapter")
+    assert manifest["training"]["output_sha256"] == sha256_tree(first / "output" / "adapter")
     create = next(m for m in fake_api.mutations if m.get("pod_id"))
     assert create["name"] == f"metahuman-demo-{LABEL}"
     assert create["ports"] == "22/tcp" and create["support_public_ip"] is True
@@ -197,6 +196,19 @@ def test_pod_creation_fails_everywhere(sshd, fake_api, pod_dir, tmp_path, tiny, 
     _assert_key_absent(fake_api, tmp_path, str(failure.value), *capsys.readouterr())
 
 
+def test_estimate_over_budget_rents_no_pod(sshd, fake_api, pod_dir, tmp_path, tiny):
+    run = _run_folder(tmp_path / "root", tiny)
+    estimate = {"gpu": "NVIDIA A100 80GB PCIe", "hours": 6.5, "dollars": 12.29}  # cost.CostEstimate.as_dict()
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate=estimate))
+
+    with pytest.raises(BackendError, match=r"The run is estimated at 6.50 h, over the 4 h budget"):
+        RunPodBackend(_config(sshd, pod_dir)).run(run, progress=False)
+
+    assert fake_api.created_ids == [] and fake_api.mutations == []
+    assert _runpod_section(run)["outcome"] == "pod_creation_failed"
+    assert read_json(run / "status.json")["error"].startswith("The run is estimated at 6.50 h")
+
+
 def test_pod_without_public_ssh_is_terminated(sshd, fake_api, pod_dir, tmp_path, tiny):
     fake_api.ready_after_polls = -1
     run = _run_folder(tmp_path / "root", tiny)
@@ -208,6 +220,26 @@ def test_pod_without_public_ssh_is_terminated(sshd, fake_api, pod_dir, tmp_path,
     _assert_all_terminated(fake_api)
     section = _runpod_section(run)
     assert section["outcome"] == "failed" and section["remote_data"] == "no_connection_made"
+
+
+def test_relaunch_after_a_failure_or_a_vanished_pod_rents_a_new_one(sshd, fake_api, pod_dir, tmp_path, tiny):
+    fake_api.ready_after_polls = -1
+    run = _run_folder(tmp_path / "root", tiny)
+    backend = RunPodBackend(_config(sshd, pod_dir, ready_timeout_s=0.1))
+    assert backend.poll(run).state == "pending"
+    for _ in range(2):
+        with pytest.raises(BackendError, match=r"had no public SSH port"):
+            backend.run(run, progress=False)
+    assert [p["pod_id"] for p in _runpod_section(run)["previous_pods"]] == ["pod0001"]
+
+    update_manifest(run, lambda m: m["training"]["runpod"].update(pod_id="pod-gone", terminated=False))
+    with pytest.raises(BackendError, match=r"had no public SSH port"):
+        backend.run(run, progress=False)
+
+    assert "pod_vanished" in _events(run)
+    assert [p["state"] for p in _runpod_section(run)["previous_pods"]] == ["failed", "lost"]
+    assert fake_api.created_ids == ["pod0001", "pod0002", "pod0003"]
+    _assert_all_terminated(fake_api)
 
 
 def test_transfer_cut_midway_is_retried_then_cancel_terminates(sshd, fake_api, pod_dir, tmp_path, tiny):
@@ -303,8 +335,8 @@ def test_interrupt_during_training_terminates(sshd, fake_api, pod_dir, tmp_path,
 
 
 @pytest.mark.parametrize("limits, message", [
-    ({"budget_hours": 0.002}, r"Budget exceeded: the pod has run 0\.00\d\d h, over the 0.002 h cap"),
-    ({"budget_usd": 8.0}, r"Budget exceeded: \$\d+\.\d\d spent, over the \$8.00 cap"),
+    ({"budget_hours": 0.003, "budget_usd": 1000.0}, r"Budget exceeded: the pod has run 0\.00\d\d h, over the 0.003 h cap"),
+    ({"budget_usd": 11.0}, r"Budget exceeded: \$\d+\.\d\d spent, over the \$11.00 cap"),
 ])
 def test_budget_exceeded_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path, tiny, limits, message):
     fake_api.cost_per_hr = 3600.0  # a dollar a second, so a small budget runs out mid-training
@@ -316,7 +348,7 @@ def test_budget_exceeded_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path,
     section = _runpod_section(run)
     assert section["outcome"] == "budget_exceeded"
     assert "trainer_started" in _events(run)
-    assert section["cost_usd"] >= 7.0 and section["hourly_usd"] == 3600.0
+    assert section["cost_usd"] >= 10.0 and section["hourly_usd"] == 3600.0
     _assert_trainer_gone(run)
     _assert_all_terminated(fake_api)
 
@@ -345,3 +377,28 @@ def test_terminate_that_never_works_says_how_to_reap(sshd, fake_api, pod_dir, tm
     section = _runpod_section(run)
     assert section["terminated"] is False and "Could not terminate" in section["terminate_error"]
     assert "terminate_failed" in _events(run)
+
+
+def test_full_fine_tune_keeps_the_checkpoint_on_the_network_volume(sshd, fake_api, pod_dir, tmp_path, tiny):
+    volume = tmp_path / "volume"
+    config = _config(sshd, pod_dir, network_volume_id="vol1", volume_mount_path=str(volume))
+    first = _run_folder(tmp_path / "root", tiny, method="full")
+    assert RunPodBackend(config).run(first, progress=False).state == "succeeded"
+
+    cached = volume / "metahuman" / "models" / sha256_tree(first / "output" / "model")
+    assert (cached / "model.safetensors").is_file()
+    create = next(m for m in fake_api.mutations if m.get("pod_id"))
+    assert create["network_volume_id"] == "vol1" and 'dataCenterId: "EU-RO-1"' in create["query"]
+
+    second = _run_folder(tmp_path / "root", tiny, label="2026-12-21-120000-abcdef", long=True, method="full",
+                         parent=ParentRef(version=1, path=str(first / "output" / "model"), kind="model"))
+    backend = RunPodBackend(config)
+    backend.launch(second)
+    backend.cancel(second)
+
+    on_volume = next(json.loads(line) for line in (second / EVENTS_NAME).read_text().splitlines()
+                     if '"parent_on_volume"' in line)
+    assert on_volume["path"] == str(cached) and on_volume["files"] > 2 and on_volume["sent"] == 0
+    assert sorted(p.name for p in volume.rglob("dataset.jsonl")) == []
+    assert cached.is_dir() and not any(pod_dir.iterdir())
+    _assert_all_terminated(fake_api)

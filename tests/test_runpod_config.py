@@ -1,10 +1,13 @@
-"""The ``runpod:`` parameter block: defaults, validation, and helpful errors."""
+"""The ``runpod:`` parameter block: defaults, validation, helpful errors, and what it launches."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from metahuman_lib.errors import ConfigError
+from metahuman_lib.training.runpod import trainer_command
 from metahuman_lib.training.runpod_config import DEFAULT_GPU_TYPES, RunPodConfig
 
 
@@ -38,3 +41,15 @@ def test_lists_become_tuples_and_the_config_is_frozen():
 def test_bad_blocks_name_the_key(block, message):
     with pytest.raises(ConfigError, match=message):
         RunPodConfig.from_dict(block)
+
+
+@pytest.mark.parametrize("gpus, distributed, expected", [
+    (1, "ddp", ["python3", "-m", "metahuman_lib.training.train", "/pod/run"]),
+    (2, "ddp", ["python3", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "metahuman_lib.training.train", "/pod/run"]),
+    (4, "fsdp", ["python3", "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes", "4",
+                 "--num_machines", "1", "-m", "metahuman_lib.training.train", "/pod/run"]),
+])
+def test_trainer_command_runs_one_process_per_gpu(tmp_path, gpus, distributed, expected):
+    (tmp_path / "train_config.json").write_text(json.dumps({"distributed": distributed}))
+    assert trainer_command(RunPodConfig(gpu_count=gpus), tmp_path, "/pod/run") == expected

@@ -227,13 +227,18 @@ def listed_price(gpu: Mapping[str, Any], cloud_type: str) -> float | None:
 
 def create_pod_with_fallback(
     api: PodApi, config: RunPodConfig, name: str, env: Mapping[str, str],
-    on_created: Callable[[PodInfo, str, str], None],
+    on_created: Callable[[PodInfo, str, str], None], *, estimate_hours: float | None = None,
 ) -> tuple[PodInfo, list[CreateAttempt]]:
     """Rent the first available (GPU type, cloud) pair, in the configured order.
 
     ``on_created(pod, gpu_type, cloud_type)`` runs as soon as a pod exists, before anything else
-    can fail, so the caller records the pod id (and can always terminate it).
+    can fail, so the caller records the pod id (and can always terminate it). With an estimate of
+    the run's hours, a pair whose listed price would take the run over ``budget_usd`` is skipped,
+    and an estimate over ``budget_hours`` rents nothing at all.
     """
+    if estimate_hours is not None and estimate_hours > config.budget_hours:
+        raise BackendError(f"The run is estimated at {estimate_hours:.2f} h, over the "
+                           f"{config.budget_hours:g} h budget ('runpod.budget_hours'); no pod was rented.")
     attempts: list[CreateAttempt] = []
     for gpu_type in config.gpu_types:
         try:
@@ -246,6 +251,10 @@ def create_pod_with_fallback(
             if config.max_hourly_usd is not None and price is not None and price > config.max_hourly_usd:
                 attempts.append(CreateAttempt(gpu_type, cloud_type, "over_max_price",
                                               f"${price:.2f}/h > ${config.max_hourly_usd:.2f}/h"))
+                continue
+            if estimate_hours is not None and price is not None and price * estimate_hours > config.budget_usd:
+                attempts.append(CreateAttempt(gpu_type, cloud_type, "over_budget",
+                                              f"{estimate_hours:.2f} h x ${price:.2f}/h > ${config.budget_usd:.2f}"))
                 continue
             try:
                 pod = api.create(name=name, gpu_type=gpu_type, cloud_type=cloud_type,

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from metahuman_lib._io import atomic_write_json, read_json
+from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
 from metahuman_lib.errors import BackendError
 from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.training.backend import JobStatus
@@ -203,24 +203,25 @@ class RunPodBackend:
         previous = self._state(run_dir)
         history = list(previous.get("previous_pods") or [])
         if previous.get("pod_id"):
-            history.append({k: previous.get(k) for k in ("pod_id", "state", "cost_usd", "terminated")})
-        self._record(run_dir, state="creating", pod_id=None, terminated=False, error=None,
-                     previous_pods=history, trainer_pid=None, host_key=None, ssh_host=None,
-                     outcome=None, pod_name=name, budget_usd=self.config.budget_usd,
-                     budget_hours=self.config.budget_hours)
+            history.append({k: previous.get(k) for k in ("pod_id", "state", "outcome", "cost_usd", "terminated")})
+        fresh = {"state": "creating", "pod_id": None, "terminated": False, "outcome": None, "error": None,
+                 "pod_name": name, "budget_usd": self.config.budget_usd,
+                 "budget_hours": self.config.budget_hours, "previous_pods": history}
+        update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(runpod=fresh))
         self._event(run_dir, "creating_pod", name=name, gpu_types=list(self.config.gpu_types),
                     cloud_types=list(self.config.cloud_types))
         try:
             pod, attempts = create_pod_with_fallback(
                 self.api, self.config, name, {"PUBLIC_KEY": public_key},
-                on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud))
+                on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud),
+                estimate_hours=_estimated_hours(run_dir))
         except BackendError as exc:
             self._record(run_dir, state="failed", outcome="pod_creation_failed", error=str(exc))
             self._event(run_dir, "pod_creation_failed", error=str(exc))
             _write_status(run_dir, "failed", "runpod:create_pod", str(exc))
             raise
-        self._record(run_dir, attempts=[a.as_dict() for a in attempts])
         with self._guard(run_dir):
+            self._record(run_dir, attempts=[a.as_dict() for a in attempts])
             self._prepare_pod(run_dir, pod)
             self._start_trainer(run_dir)
             return self.poll(run_dir)
@@ -271,15 +272,56 @@ class RunPodBackend:
         files, remote_config = _upload_plan(run_dir, base)
         code_root = Path(__file__).resolve().parents[1]
         files.update(tree_files(code_root, "code/metahuman_lib"))
+        self._upload_parent_to_volume(run_dir, conn, files, remote_config)
         stats = upload_files(conn, files, base, python=self.config.python, progress=False)
         base_model = remote_config.get("base_model")
         if any(rel.startswith("base/") for rel in files):
             self._link_base(run_dir, conn, str(base_model), f"{base}/base",
                             {rel[len("base/"):]: path for rel, path in files.items() if rel.startswith("base/")})
+        if isinstance(remote_config.get("parent"), dict):
+            remote_config["parent"].pop("local_path", None)
         payload = json.dumps(remote_config, indent=2).encode()
         conn.retrying("Uploading train_config.json", lambda: conn.sftp.putfo(
             _bytes_io(payload), f"{base}/run/train_config.json", confirm=True))
-        self._event(run_dir, "uploaded", files=stats.files, bytes=stats.bytes, drops=stats.drops)
+        self._event(run_dir, "uploaded", files=stats.files, sent=stats.sent, bytes=stats.bytes,
+                    drops=stats.drops)
+
+    def _upload_parent_to_volume(self, run_dir: Path, conn: SshConnection, files: dict[str, Path],
+                                 remote_config: dict[str, Any]) -> None:
+        """Full fine-tunes: keep the parent checkpoint on the network volume, keyed by checksum.
+
+        Only files the volume does not already hold (verified by sha256) are sent, so the month
+        after a RunPod run the parent is usually there already and nothing large is uploaded.
+        """
+        parent = remote_config.get("parent")
+        if not (self.config.network_volume_id and isinstance(parent, dict) and parent.get("kind") == "model"
+                and any(rel.startswith("parent/") for rel in files)):
+            return
+        local = Path(str(remote_config["parent"]["local_path"]))
+        key = sha256_tree(local)
+        target = _volume_models_dir(self.config) + f"/{key}"
+        parent_files = {rel[len("parent/"):]: files.pop(rel) for rel in list(files) if rel.startswith("parent/")}
+        stats = upload_files(conn, parent_files, target, python=self.config.python, progress=False)
+        remote_config["parent"] = {k: v for k, v in parent.items() if k != "local_path"} | {"path": target}
+        self._record(run_dir, volume_parent=target)
+        self._event(run_dir, "parent_on_volume", path=target, files=stats.files, sent=stats.sent)
+
+    def _keep_output_on_volume(self, run_dir: Path, conn: SshConnection) -> None:
+        """After a full fine-tune, copy the new model to the volume so next month starts from it."""
+        model = run_dir / "output" / "model"
+        if not (self.config.network_volume_id and model.is_dir()):
+            return
+        q = shlex.quote
+        models = _volume_models_dir(self.config)
+        target = f"{models}/{sha256_tree(model)}"
+        source = _remote_base(self.config, run_dir.name) + "/run/output/model"
+        keep = max(1, self.config.volume_keep_models)
+        conn.check(f"mkdir -p {q(models)} && rm -rf {q(target + '.tmp')} && cp -a {q(source)} {q(target + '.tmp')} "
+                   f"&& rm -rf {q(target)} && mv {q(target + '.tmp')} {q(target)} && touch {q(target)} && "
+                   f"cd {q(models)} && ls -1t | tail -n +{keep + 1} | xargs -r rm -rf --",
+                   what="Keeping the new model on the network volume", timeout_s=3600)
+        self._record(run_dir, volume_output=target)
+        self._event(run_dir, "output_on_volume", path=target)
 
     def _link_base(self, run_dir: Path, conn: SshConnection, local_path: str, uploaded: str,
                    files: dict[str, Path]) -> None:
@@ -308,9 +350,9 @@ class RunPodBackend:
         base = _remote_base(self.config, run_dir.name)
         conn = self._connection(run_dir, self._state(run_dir))
         q = shlex.quote
+        trainer = " ".join(q(part) for part in trainer_command(self.config, run_dir, base + "/run"))
         command = (
-            f"cd {q(base)} || exit 1; PYTHONPATH={q(base + '/code')} setsid nohup "
-            f"{q(self.config.python)} -m {q(self.config.trainer_module)} {q(base + '/run')} "
+            f"cd {q(base)} || exit 1; PYTHONPATH={q(base + '/code')} setsid nohup {trainer} "
             f"> {q(base + '/run/' + TRAINER_LOG_NAME)} 2>&1 < /dev/null & echo $!"
         )
         pid = int(conn.check(command, what="Starting the trainer").strip().splitlines()[-1])
@@ -404,6 +446,8 @@ class RunPodBackend:
         pod_training = (pod_manifest or {}).get("training") or {}
         if status.state == "succeeded" and pod_training:
             update_manifest(run_dir, lambda m: _merge_training(m, pod_training))
+        if status.state == "succeeded":
+            self._keep_output_on_volume(run_dir, conn)
         self._record(run_dir, downloaded={rel: entry["sha256"] for rel, entry in manifest.items()})
         self._event(run_dir, "downloaded", files=stats.files, bytes=stats.bytes, drops=stats.drops,
                     trainer_state=status.state)
@@ -525,6 +569,36 @@ def _require_inputs(run_dir: Path) -> None:
                                "training launch) before sending it to RunPod.")
 
 
+def trainer_command(config: RunPodConfig, run_dir: Path, remote_run: str) -> list[str]:
+    """The trainer's command line on the pod: one process per GPU, as the local backend does.
+
+    One GPU runs the module directly; several run it under ``torch.distributed.run`` (DDP), or
+    under ``accelerate launch --use_fsdp`` when the run's config asks for FSDP (full fine-tunes
+    too large for one GPU), so a bigger pod needs no code change.
+    """
+    module = ["-m", config.trainer_module, remote_run]
+    if config.gpu_count <= 1:
+        return [config.python, *module]
+    if read_json(run_dir / "train_config.json").get("distributed") == "fsdp":
+        return [config.python, "-m", "accelerate.commands.launch", "--use_fsdp", "--num_processes",
+                str(config.gpu_count), "--num_machines", "1", *module]
+    return [config.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            str(config.gpu_count), *module]
+
+
+def _estimated_hours(run_dir: Path) -> float | None:
+    """The cost model's projected hours, if the run records one.
+
+    Read from ``manifest.training.estimate``: ``hours`` (``cost.CostEstimate.as_dict()``, which
+    includes evaluation and start-up overhead) or ``gpu_hours``.
+    """
+    estimate = (read_manifest(run_dir).get("training") or {}).get("estimate") or {}
+    if not isinstance(estimate, dict):
+        return None
+    value = estimate.get("hours", estimate.get("gpu_hours"))
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _username_of(run_dir: Path) -> str:
     """``profiles/<user>/out/fine-tuned-models/<date>/<label>`` -> ``<user>`` (else ``run``)."""
     parts = run_dir.parts
@@ -540,6 +614,10 @@ def _public_key(config: RunPodConfig) -> str:
         raise BackendError(f"SSH key {path} (and {public.name}) not found: create one with "
                            f"ssh-keygen -t ed25519 -f {path}, or set 'runpod.ssh_key'.")
     return public.read_text(encoding="utf-8").strip()
+
+
+def _volume_models_dir(config: RunPodConfig) -> str:
+    return str(PurePosixPath(config.volume_mount_path) / "metahuman" / "models")
 
 
 def _remote_base(config: RunPodConfig, label: str) -> str:
@@ -568,7 +646,7 @@ def _upload_plan(run_dir: Path, remote_base: str) -> tuple[dict[str, Path], dict
     parent = remote_config.get("parent")
     if isinstance(parent, dict) and parent.get("path") and Path(parent["path"]).expanduser().is_dir():
         files.update(tree_files(Path(parent["path"]).expanduser(), "parent"))
-        remote_config["parent"] = {**parent, "path": f"{remote_base}/parent"}
+        remote_config["parent"] = {**parent, "path": f"{remote_base}/parent", "local_path": parent["path"]}
     files.pop("run/train_config.json", None)
     return files, remote_config
 

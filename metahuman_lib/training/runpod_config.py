@@ -46,6 +46,7 @@ class RunPodConfig:
         min_memory_gb: minimum host RAM.
         network_volume_id: optional RunPod network volume keeping the previous full checkpoint.
         volume_mount_path: where the network volume is mounted in the pod.
+        volume_keep_models: full checkpoints kept on the volume (newest first); older ones go.
         max_hourly_usd: skip GPU types whose listed price is higher (None: no limit).
         budget_usd: stop and terminate the run when its cost would pass this.
         budget_hours: stop and terminate the run when the pod has lived this long.
@@ -72,6 +73,7 @@ class RunPodConfig:
     min_memory_gb: int = 16
     network_volume_id: str | None = None
     volume_mount_path: str = "/workspace"
+    volume_keep_models: int = 2
     max_hourly_usd: float | None = None
     budget_usd: float = 10.0
     budget_hours: float = 4.0
@@ -138,7 +140,7 @@ def _check_choices(config: RunPodConfig) -> None:
 
 def _check_positive(config: RunPodConfig) -> None:
     for name in ("budget_usd", "budget_hours", "ready_timeout_s", "poll_interval_s",
-                 "connect_timeout_s", "gpu_count", "transfer_retries"):
+                 "connect_timeout_s", "gpu_count", "transfer_retries", "volume_keep_models"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"'runpod.{name}' must be a positive number, got {value!r}.")

@@ -254,6 +254,7 @@ class TransferStats:
     files: int
     bytes: int
     drops: int
+    sent: int = 0
 
 
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
@@ -292,12 +293,14 @@ def upload_files(conn: SshConnection, files: dict[str, Path], remote_root: str, 
     expected = {rel: sha256_file(path) for rel, path in files.items()}
     total = sum(path.stat().st_size for path in files.values())
     drops_before = conn.drops
+    sent: set[str] = set()
     with _progress_bar(total, "upload", progress) as bar:
 
         def attempt() -> None:
             fresh = conn.drops == drops_before and not _exists(conn.sftp, remote_root)
             present = {} if fresh else _manifest_once(conn, python, remote_root, sorted(files))
             missing = [rel for rel in sorted(files) if present.get(rel, {}).get("sha256") != expected[rel]]
+            sent.update(missing)
             _put_all(conn, files, missing, remote_root, bar)
 
         conn.retrying("Uploading to the pod", attempt)
@@ -305,7 +308,7 @@ def upload_files(conn: SshConnection, files: dict[str, Path], remote_root: str, 
     bad = [rel for rel in sorted(files) if present.get(rel, {}).get("sha256") != expected[rel]]
     if bad:
         raise BackendError(f"Upload to the pod did not verify: checksums differ for {', '.join(bad[:5])}.")
-    return TransferStats(len(files), total, conn.drops - drops_before)
+    return TransferStats(len(files), total, conn.drops - drops_before, len(sent))
 
 
 def _put_all(conn: SshConnection, files: dict[str, Path], names: list[str], remote_root: str,
