@@ -38,6 +38,7 @@ from metahuman_lib.quality import (
 from metahuman_lib.samples import read_samples_jsonl, write_samples_jsonl
 
 __all__ = [
+    "__version__",
     "BackendError",
     "ConfigError",
     "MemoryFileError",
@@ -46,7 +47,6 @@ __all__ = [
     "ProfileError",
     "RegistryError",
     "WorkbenchError",
-    "__version__",
     "make_run_label",
     "read_samples_jsonl",
     "resolve_root",

@@ -31,12 +31,10 @@ import pandas as pd
 
 from metahuman_lib._io import read_json
 from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.profile import Profile
+from metahuman_lib.quality import LONG_MIN_WORDS, SHORT_MAX_WORDS
+from metahuman_lib.text_rules import filler_phrases_in
 
-# Spec section 3: the filler phrases MetaHuman OS counts (curly apostrophes count as straight).
-FILLER_PHRASES = ("as an ai", "as a language model", "certainly", "let me think", "let me start",
-                  "i'm just", "i'm here to", "here's what", "okay, so", "alright, so")
-SHORT_MAX_WORDS = 40
-LONG_MIN_WORDS = 101
 EVAL_SETS = ("eval_recent", "eval_old", "train_sample")
 
 
@@ -56,8 +54,9 @@ class GateConfig:
             (0.02: at most 2% worse). Catastrophic forgetting shows up here first.
         max_month_worsening: the same limit for every month of the old probe; None reports the
             per-month figures without gating on them.
-        max_filler_rate_increase: percentage points of filler the candidate's answers may have above
-            the person's real answers; None reports only. Needs ``generations.jsonl``.
+        max_filler_rate_increase: how much higher the candidate's filler rate may be than the
+            person's real answers, as a fraction (0.05 = 5 percentage points); None reports only.
+            Needs ``generations.jsonl``.
         max_median_length_change: relative change of the median answer length against the real
             answers (0.5: within +-50%); None reports only. Needs ``generations.jsonl``.
     """
@@ -126,8 +125,13 @@ class GateDecision:
 # --------------------------------------------------------------------------------------------
 
 
-def load_metrics(run_dir: Path) -> dict[str, Any]:
-    """The run's ``metrics.json``; a missing or unreadable file fails the evaluation step."""
+def load_metrics(run_dir: Path | None) -> dict[str, Any]:
+    """The run's ``metrics.json``; a missing or unreadable file fails the evaluation step.
+
+    ``None`` (exploring a profile that has no run yet) gives empty metrics: nothing to show.
+    """
+    if run_dir is None:
+        return {}
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = read_json(path)
@@ -157,10 +161,10 @@ def _pct(before: float, after: float) -> float:
     return (after - before) / before * 100.0 if before else math.inf
 
 
-def train_log(run_dir: Path) -> pd.DataFrame:
+def train_log(run_dir: Path | None) -> pd.DataFrame:
     """``train_log.jsonl`` as a table (one row per logging step); empty when the file is absent."""
-    path = Path(run_dir) / "train_log.jsonl"
-    if not path.is_file():
+    path = Path(run_dir or "") / "train_log.jsonl"
+    if run_dir is None or not path.is_file():
         return pd.DataFrame(columns=["step", "loss"])
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
     return pd.DataFrame(rows)
@@ -180,12 +184,14 @@ def _first(row: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
-def load_generations(run_dir: Path) -> pd.DataFrame:
+def load_generations(run_dir: Path | None) -> pd.DataFrame:
     """``generations.jsonl`` as ``prompt, reference, before, after`` (None where absent).
 
     Each line holds a prompt from the held-out set, the person's real answer (``reference``),
     and the answers of the parent (``before``) and the candidate (``after``).
     """
+    if run_dir is None:
+        return pd.DataFrame(columns=["prompt", "reference", "before", "after"])
     metrics_path = Path(run_dir) / "metrics.json"
     name = "generations.jsonl"
     if metrics_path.is_file():
@@ -257,8 +263,8 @@ def _words(text: str) -> int:
 
 
 def _is_filler(text: str) -> bool:
-    lowered = text.lower().replace("\u2019", "'")
-    return any(phrase in lowered for phrase in FILLER_PHRASES)
+    """The seed's filler test (spec section 3), the same one curation's quality metrics use."""
+    return bool(filler_phrases_in(text))
 
 
 def answer_profile(answers: list[str]) -> dict[str, float]:
@@ -375,30 +381,35 @@ def decide(metrics: dict[str, Any], config: GateConfig | None = None, *,
     return GateDecision(passed=all(c.passed for c in checks), checks=tuple(checks), figures=figures)
 
 
-def evaluate_run(run_dir: Path, config: GateConfig | None = None) -> GateDecision:
-    """Read a run folder's metrics and generations and decide (the notebook's one call)."""
+def evaluate_run(run_dir: Path | None, config: GateConfig | None = None) -> GateDecision | None:
+    """Read a run folder's metrics and generations and decide (None when there is no run)."""
+    if run_dir is None:
+        return None
     return decide(load_metrics(run_dir), config, style_report=run_style(run_dir))
 
 
-def decision_table(decision: GateDecision) -> pd.DataFrame:
+def decision_table(decision: GateDecision | None) -> pd.DataFrame:
     """The decision as a table: one row per check, for notebooks and reports."""
-    return pd.DataFrame([asdict(c) for c in decision.checks], columns=["name", "passed", "detail"])
+    checks = decision.checks if decision is not None else ()
+    return pd.DataFrame([asdict(c) for c in checks], columns=["name", "passed", "detail"])
 
 
-def side_by_side(run_dir: Path, limit: int = 10) -> pd.DataFrame:
+def side_by_side(run_dir: Path | None, limit: int = 10) -> pd.DataFrame:
     """Prompts with the person's real answer and the parent's and candidate's answers."""
     return load_generations(run_dir).head(limit)
 
 
-def conclude(run_dir: Path | str, decision: GateDecision, *, now: datetime,
+def conclude(run_dir: Path | str, decision: GateDecision | None, *, now: datetime,
              fail_on_reject: bool = False) -> str:
     """Record the decision in the run's manifest (section ``evaluation``) and say what it means.
 
     A rejected candidate is a normal outcome: the run completes, the registry records the version
     as ``rejected`` and the report shows these reasons. With ``fail_on_reject`` a rejection raises
     :class:`PipelineStepError` instead, so papermill fails this step. With an empty ``run_dir``
-    (exploring) nothing is written.
+    (exploring) nothing is written; with no decision (no run to evaluate yet) it says so.
     """
+    if decision is None:
+        return "Nothing to evaluate yet: this profile has no run with a metrics.json."
     summary = ("Gate passed: the candidate may be promoted." if decision.passed else
                "Gate rejected the candidate: " + " ".join(decision.reasons))
     if run_dir:
@@ -428,13 +439,13 @@ def _plain(value: Any) -> str:
 _RUN_LABEL = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{6}-[0-9a-f]{6}$")
 
 
-def resolve_run_dir(profile: Any, run_dir: str | Path = "") -> Path:
-    """The run folder to look at: ``run_dir`` when given, else the newest one with a metrics.json."""
+def resolve_run_dir(profile: Profile, run_dir: str | Path = "") -> Path | None:
+    """The run folder to look at: ``run_dir`` when given, else the newest one with a metrics.json.
+
+    None when exploring a profile that has no run yet (every view is then empty).
+    """
     if run_dir:
         return Path(run_dir)
     runs = sorted((p for p in profile.fine_tuned_dir.glob("*/*")
                    if _RUN_LABEL.match(p.name) and (p / "metrics.json").is_file()), key=lambda p: p.name)
-    if not runs:
-        raise ConfigError(f"No run with a metrics.json under {profile.fine_tuned_dir}; "
-                          "train one first, or set run_dir.")
-    return runs[-1]
+    return runs[-1] if runs else None

@@ -51,10 +51,15 @@ OLLAMA_BASE_NAMES = {
 }
 
 
-def default_system_prompt(username: str) -> str:
-    """MetaHuman OS's system line (spec section 5), used when no training system prompt is given."""
-    name = username[:1].upper() + username[1:]
-    return f"You are {name}'s digital personality extension. Speak naturally in first person as {name}."
+def training_system_prompt(username: str, mode: str | None = "emulation") -> str:
+    """The system prompt the samples were trained with (curation owns the text, defect 6).
+
+    Chat through Ollama is the persona talking with people, so the default is the ``emulation``
+    mode's prompt; a version trained with a mode filter should pass that mode.
+    """
+    from metahuman_lib.curation import system_prompt
+
+    return system_prompt(username, mode)
 
 
 def ollama_model_name(username: str, version: int) -> str:
@@ -229,3 +234,32 @@ def default_modelfile_path(record: dict[str, Any], root: Path) -> Path:
     output = Path(record["output_path"])
     output = output if output.is_absolute() else Path(root) / output
     return output.parent / "Modelfile"
+
+
+def export_run(profile: Any, run_dir: str | Path, *, run: bool = False, ollama_base: str | None = None,
+               smoke_prompt: str = SMOKE_PROMPT) -> dict[str, Any]:
+    """The Ollama step of a run: write ``<run folder>/Modelfile`` when its version is current.
+
+    Returns what happened in words and the commands, never raising for what is a normal outcome
+    (nothing to export, a rejected candidate, a base model with no known Ollama name). ``run``
+    also runs ``ollama create`` and the smoke prompt when an ``ollama`` binary is on PATH.
+    """
+    from metahuman_lib import registry
+
+    if not run_dir:
+        return {"modelfile": None, "note": "no run_dir: nothing to export"}
+    label = Path(run_dir).name
+    state = registry.profile_state(profile)
+    record = next((r for r in state["versions"] if r.get("run_label") == label), None)
+    if record is None or state["aliases"].get("current") != record["version"]:
+        return {"modelfile": None, "note": f"run {label} is not the current version; no Modelfile written"}
+    modelfile = Path(run_dir) / "Modelfile"
+    system = training_system_prompt(profile.username, record.get("mode_filter") or "emulation")
+    try:
+        result = export_version(record, username=profile.username, root=profile.root, system=system,
+                                modelfile_path=modelfile, ollama_base=ollama_base, run=run,
+                                smoke_prompt=smoke_prompt)
+    except ConfigError as exc:
+        return {"modelfile": None, "note": str(exc)}
+    return {"modelfile": str(modelfile), "name": result.name, "ran": result.ran,
+            "commands": list(result.commands), "smoke_answer": result.smoke_answer}

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from filelock import FileLock, Timeout
@@ -48,8 +48,11 @@ from metahuman_lib._io import (
     sha256_file,
     sha256_tree,
 )
-from metahuman_lib.errors import RegistryError
+from metahuman_lib.errors import ProfileError, RegistryError
 from metahuman_lib.profile import Profile
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA = 1
 STATUSES = ("candidate", "promoted", "rejected", "failed")
@@ -318,6 +321,7 @@ def _refresh_mirror(data: dict[str, Any], root: Path) -> None:
     data["training_history"] = [_history_entry(r) for r in sorted(state["versions"], key=_version_key)]
     data.setdefault("versioning", dict(DEFAULT_VERSIONING))
     section["mirror_digest"] = _digest(data)
+    data["workbench"] = data.pop("workbench")  # MetaHuman OS's fields first, ours after them
 
 
 def _check_drift(data: dict[str, Any], registry_path: Path) -> None:
@@ -474,13 +478,15 @@ def _history_row(state: dict[str, Any], record: dict[str, Any], root: Path) -> d
     }
 
 
-def history(profile: Profile) -> Any:
+def history(profile: Profile) -> pd.DataFrame:
     """All versions of this profile as a pandas DataFrame (columns :data:`HISTORY_COLUMNS`)."""
     import pandas as pd
 
     state = profile_state(profile)
     rows = [_history_row(state, r, profile.root) for r in sorted(state["versions"], key=_version_key)]
-    return pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    frame["parent_version"] = frame["parent_version"].astype("Int64")  # versions stay integers
+    return frame
 
 
 def lineage(profile: Profile, version: int | None = None) -> list[dict[str, Any]]:
@@ -622,7 +628,7 @@ def _run_label_of(profile: Profile, run_dir: Path) -> str:
     label = run_dir.name
     try:
         expected = profile.run_dir(label).resolve()
-    except Exception as exc:
+    except ProfileError as exc:
         raise RegistryError(f"{run_dir} is not a run folder (its name is not a run label).") from exc
     if expected != run_dir:
         raise RegistryError(
@@ -633,10 +639,11 @@ def _run_label_of(profile: Profile, run_dir: Path) -> str:
 
 
 def _parent_version(train_config: dict[str, Any]) -> int | None:
+    """The declared parent: ``parent_version``, or ``parent`` as N or ``{"version": N, "kind": ...}``."""
     for key in ("parent_version", "parent"):
         value = train_config.get(key)
         if isinstance(value, dict):
-            value = value.get("version")
+            value = None if value.get("kind") == "base" else value.get("version")
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
@@ -657,10 +664,42 @@ def _trained_at(status: dict[str, Any], label: str) -> str:
     return _iso(stamp)
 
 
-def _base_model(run_dir: Path, effective: dict[str, Any], train_config: dict[str, Any]) -> tuple[Any, Any]:
-    base = effective.get("base_model") or effective.get("base_model_path") or train_config.get("base_model")
-    checksum = effective.get("base_model_sha256") or train_config.get("base_model_sha256")
-    return base, checksum
+def _loaded(effective: dict[str, Any], train_config: dict[str, Any]) -> dict[str, Any]:
+    """What the trainer really loaded (``effective_config.json``'s ``loaded``), with checksums.
+
+    ``base_model`` is the lineage's base (what a LoRA adapter sits on), ``loaded_from`` the weights
+    folder or hub id actually read, ``built_on`` the parent version the trainer loaded (None for a
+    foundation run), with the sha256 of the parent's weights as the trainer found them.
+    """
+    loaded = effective.get("loaded") if isinstance(effective.get("loaded"), dict) else {}
+    parent = loaded.get("parent") if isinstance(loaded.get("parent"), dict) else None
+    base = (loaded.get("base_model") or effective.get("base_model") or effective.get("base_model_path")
+            or train_config.get("base_model"))
+    built_on = None
+    if parent is not None:
+        built_on = {"version": parent.get("version"), "kind": parent.get("kind"),
+                    "tree_sha256": parent.get("tree_sha256"), "weights_sha256": parent.get("weights_sha256"),
+                    "adapter": loaded.get("adapter")}
+    return {"base_model": base, "loaded_from": loaded.get("weights_from") or base,
+            "base_model_sha256": effective.get("base_model_sha256") or train_config.get("base_model_sha256"),
+            "built_on": built_on, "trainer_reported": bool(loaded)}
+
+
+def _check_built_on_parent(profile: Profile, state: dict[str, Any], record: dict[str, Any]) -> None:
+    """Refuse a run that says it builds on a parent but did not load it (MetaHuman OS defect 8)."""
+    parent_version, built_on = record["parent_version"], record["loaded"]["built_on"]
+    if parent_version is None or not record["loaded"]["trainer_reported"]:
+        return
+    where = f"Run {record['run_label']} of {profile.username!r} declares parent v{parent_version}"
+    if built_on is None or built_on.get("version") != parent_version:
+        got = "nothing" if built_on is None else f"v{built_on.get('version')}"
+        raise RegistryError(f"{where} but the trainer loaded {got} (effective_config.json loaded.parent); "
+                            "it did not build on its parent. Re-run it from the parent's weights.")
+    expected = _require(state, profile, parent_version).get("output_sha256")
+    found = built_on.get("tree_sha256")
+    if expected and found and expected != found:
+        raise RegistryError(f"{where} but the parent weights it loaded (sha256 {found[:12]}…) are not the "
+                            f"registered v{parent_version} ({expected[:12]}…). Re-run it from the parent's weights.")
 
 
 def _samples(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -682,12 +721,15 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
     train_config = _read_optional(run_dir / "train_config.json") or {}
     effective = _read_optional(run_dir / "effective_config.json") or {}
     status = _read_optional(run_dir / "status.json") or {}
-    base, base_sha = _base_model(run_dir, effective, train_config)
+    loaded = _loaded(effective, train_config)
+    parent_version = _parent_version(train_config)
+    if parent_version is None and loaded["built_on"] is not None:
+        parent_version = loaded["built_on"].get("version")
     selection = manifest.get("selection")
     dataset = run_dir / "dataset.jsonl"
     return {
         "status": "candidate",
-        "parent_version": _parent_version(train_config),
+        "parent_version": parent_version,
         "run_label": label,
         "run_id": manifest.get("run_id") or hashlib.sha256(label.encode()).hexdigest()[:16],
         "run_dir": _rel(profile.root, run_dir),
@@ -695,8 +737,9 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
         "trained_at": _trained_at(status, label),
         "method": effective.get("method") or train_config.get("method")
         or ("lora" if check.output_dir and check.output_dir.name == "adapter" else "full"),
-        "base_model": base,
-        "base_model_sha256": base_sha,
+        "base_model": loaded["base_model"],
+        "base_model_sha256": loaded["base_model_sha256"],
+        "loaded": loaded,
         "output_kind": check.output_dir.name if check.output_dir else None,
         "output_path": _rel(profile.root, check.output_dir) if check.output_dir else None,
         "output_sha256": sha256_tree(check.output_dir) if check.output_dir else None,
@@ -733,6 +776,7 @@ def register(profile: Profile, run_dir: Path, *, now: datetime) -> dict[str, Any
         _refuse_duplicate(state, profile, record["run_label"])
         if record["parent_version"] is not None:
             _require(state, profile, record["parent_version"])
+            _check_built_on_parent(profile, state, record)
         elif state.get("original_base_model") is None:
             state["original_base_model"] = record["base_model"]
         record["version"] = max((r["version"] for r in state["versions"]), default=0) + 1
@@ -895,6 +939,12 @@ def _protected(state: dict[str, Any], keep: int, candidates: list[dict[str, Any]
     return kept
 
 
+def _weight_folders(output: Path) -> list[Path]:
+    """A version's weights: its output folder, and the merged LoRA export beside it when there is one."""
+    merged = output.parent / "merged"
+    return [output, merged] if output.parent.name == "output" and merged.is_dir() else [output]
+
+
 def _folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -926,16 +976,16 @@ def prune(profile: Profile, *, keep: int = DEFAULT_KEEP, now: datetime, dry_run:
         raise RegistryError(f"keep must be at least 1, got {keep}")
     if dry_run:
         doomed, kept = _prune_plan(profile, profile_state(profile), keep)
-        freed = sum(_folder_size(_abs(profile.root, r["output_path"])) for r in doomed)
+        freed = sum(_folder_size(f) for r in doomed for f in _weight_folders(_abs(profile.root, r["output_path"])))
         return PruneResult(tuple(r["version"] for r in doomed), kept, freed, dry_run=True)
     with _transaction(profile, now) as data:
         state = _profile_state(data, profile.username, create=True)
         doomed, kept = _prune_plan(profile, state, keep)
         freed = 0
         for record in doomed:
-            folder = _abs(profile.root, record["output_path"])
-            freed += _folder_size(folder)
-            shutil.rmtree(folder)
+            for folder in _weight_folders(_abs(profile.root, record["output_path"])):
+                freed += _folder_size(folder)
+                shutil.rmtree(folder)
             record["weights_pruned_at"] = _iso(now)
             record["events"].append({"at": _iso(now), "event": "weights_pruned"})
     return PruneResult(tuple(r["version"] for r in doomed), kept, freed, dry_run=False)
@@ -1022,6 +1072,8 @@ def import_metahuman_os(profile: Profile, source: Path | None = None, *, now: da
                 f"The MetaHuman OS fields of {path} belong to profile {section['mirror_profile']!r}; "
                 f"importing them into {profile.username!r} would mix lineages."
             )
+        if source is not None or section.get("mirror_profile") not in (None, profile.username):
+            _check_drift(data, path)  # only importing the file's own fields may take their changes in
         state = _profile_state(data, profile.username, create=True)
         result = _merge_history(profile, state, source_data, now)
         if section.get("mirror_profile") in (None, profile.username):

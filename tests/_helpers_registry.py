@@ -65,7 +65,7 @@ def _sample(text: str, answer: str) -> dict[str, Any]:
 def make_run(profile: Profile, index: int, *, parent_version: int | None = None, method: str = "lora",
              run_metrics: dict[str, Any] | None = None, state: str = "succeeded",
              base_model: str = "tiny/base-model", generations: bool = True,
-             evaluation: dict[str, Any] | None = None) -> Path:
+             evaluation: dict[str, Any] | None = None, loaded_parent: Any = "auto") -> Path:
     """Write run folder number ``index`` of ``profile`` and return it (label from T0 + index hours)."""
     label = make_run_label(T0 + timedelta(hours=index), f"{index:06x}")
     run_dir = profile.run_dir(label)
@@ -81,8 +81,13 @@ def make_run(profile: Profile, index: int, *, parent_version: int | None = None,
     write_jsonl(run_dir / "eval_old.jsonl", [_sample(f"o{i}", "old answer") for i in range(2)])
     write_json(run_dir / "train_config.json", {"base_model": base_model, "parent_version": parent_version,
                                                "method": method, "seed": 0})
-    write_json(run_dir / "effective_config.json", {"base_model": base_model, "base_model_sha256": "ab" * 32,
-                                                   "method": method, "optimizer": "adamw"})
+    if loaded_parent == "auto":
+        loaded_parent = None if parent_version is None else {
+            "version": parent_version, "kind": kind, "path": "parent/output", "tree_sha256": None}
+    write_json(run_dir / "effective_config.json", {
+        "base_model_sha256": "ab" * 32, "method": method, "optimizer": "adamw",
+        "loaded": {"base_model": base_model, "weights_from": base_model, "dtype": "float32",
+                   "parent": loaded_parent}})
     write_json(run_dir / "status.json", {"state": state, "phase": "done", "step": 6, "total_steps": 6,
                                          "finished_at": (T0 + timedelta(hours=index, minutes=5)).isoformat()})
     write_json(run_dir / "metrics.json", run_metrics if run_metrics is not None else metrics())

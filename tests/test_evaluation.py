@@ -146,9 +146,17 @@ def test_load_metrics_errors(tmp_path: Path) -> None:
 
 def test_resolve_run_dir_picks_the_newest_run(tmp_path: Path) -> None:
     profile = Profile(tmp_path, "tester")
-    with pytest.raises(ConfigError, match=r"No run with a metrics.json under"):
-        evaluation.resolve_run_dir(profile)
+    assert evaluation.resolve_run_dir(profile) is None
     make_run(profile, 1)
     newest = make_run(profile, 2)
     assert evaluation.resolve_run_dir(profile) == newest
     assert evaluation.resolve_run_dir(profile, "/x") == Path("/x")
+
+
+def test_exploring_a_profile_without_runs_shows_empty_views() -> None:
+    assert evaluation.load_metrics(None) == {}
+    assert evaluation.before_after_table({}).empty and evaluation.forgetting_by_month({}).empty
+    assert evaluation.train_log(None).empty and evaluation.side_by_side(None).empty
+    assert evaluation.evaluate_run(None) is None and evaluation.decision_table(None).empty
+    assert evaluation.conclude("", None, now=T0) == (
+        "Nothing to evaluate yet: this profile has no run with a metrics.json.")

@@ -90,10 +90,12 @@ def test_modelfile_refuses_triple_quotes_and_versions_without_output(tmp_path: P
         ollama.modelfile_for_version({"version": 3, "output_path": None}, root=tmp_path, system=SYSTEM)
 
 
-def test_names_and_default_system_prompt() -> None:
+def test_names_and_training_system_prompt() -> None:
+    from metahuman_lib.curation import system_prompt
+
     assert ollama.ollama_model_name("Greggles", 3) == "greggles-v3"
-    assert ollama.default_system_prompt("greggles") == (
-        "You are Greggles's digital personality extension. Speak naturally in first person as Greggles.")
+    assert ollama.training_system_prompt("greggles") == system_prompt("greggles", "emulation")
+    assert ollama.training_system_prompt("greggles", "dual") == system_prompt("greggles", "dual")
 
 
 def test_create_runs_ollama_create_and_a_smoke_prompt(tmp_path: Path, fake_ollama: Path) -> None:
@@ -131,7 +133,7 @@ def test_cli_exports_the_current_version(tmp_path: Path, fake_ollama: Path,
     assert main(["registry", "ollama", "--username", "tester", "--root", str(profile.root)]) == 0
     modelfile = run / "Modelfile"
     assert modelfile.read_text().startswith(f"FROM {run / 'output' / 'model'}\n")
-    assert f'SYSTEM """{SYSTEM}"""' in modelfile.read_text()
+    assert f'SYSTEM """{ollama.training_system_prompt("tester")}"""' in modelfile.read_text()
     assert calls(fake_ollama)[0] == ["create", "tester-v1", "-f", str(modelfile)]
     assert "smoke answer: I'm doing well, thanks." in capsys.readouterr().out
     assert main(["registry", "ollama", "v1", "--print-only", "--username", "tester", "--root", str(profile.root)]) == 0
@@ -167,3 +169,26 @@ def test_merge_lora_writes_a_full_model_folder(tmp_path: Path) -> None:
     base = transformers.LlamaForCausalLM.from_pretrained(base_dir)
     q_merged = merged.model.layers[0].self_attn.q_proj.weight
     assert not torch.allclose(q_merged, base.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_export_run_writes_the_modelfile_of_the_current_version_only(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    profile = Profile(tmp_path / "root", "tester")
+    passed = {"passed": True, "reasons": []}
+    first = make_run(profile, 1, evaluation=passed)
+    registry.register_and_promote(profile, first, now=T0)
+    second = make_run(profile, 2, parent_version=1, evaluation={"passed": False, "reasons": ["worse"]})
+    registry.register_and_promote(profile, second, now=T0)
+    assert ollama.export_run(profile, "") == {"modelfile": None, "note": "no run_dir: nothing to export"}
+    assert ollama.export_run(profile, second)["note"] == (
+        f"run {second.name} is not the current version; no Modelfile written")
+    assert not (second / "Modelfile").exists()
+    unknown_base = ollama.export_run(profile, first)
+    assert unknown_base["modelfile"] is None
+    assert unknown_base["note"].startswith("No Ollama name is known for base model 'tiny/base-model'")
+    exported = ollama.export_run(profile, first, ollama_base="tiny:latest")
+    assert exported["modelfile"] == str(first / "Modelfile") and exported["ran"] is False
+    assert exported["commands"][0] == f"ollama create tester-v1 -f {first / 'Modelfile'}"
+    assert (first / "Modelfile").read_text().startswith(
+        f"FROM tiny:latest\nADAPTER {first / 'output' / 'adapter'}\n")

@@ -109,6 +109,22 @@ def test_register_refuses_duplicates_foreign_runs_and_unknown_parents(profile: P
         registry.register(profile, orphan, now=now())
 
 
+def test_register_refuses_a_run_that_did_not_build_on_its_parent(profile: Profile) -> None:
+    """MetaHuman OS defect 8: "builds on the previous model" silently did not happen."""
+    first = registry.register(profile, make_run(profile, 1), now=now())
+    skipped = make_run(profile, 2, parent_version=1, loaded_parent=None)
+    with pytest.raises(RegistryError, match=r"declares parent v1 but the trainer loaded nothing .*did not build"):
+        registry.register(profile, skipped, now=now())
+    changed = make_run(profile, 3, parent_version=1,
+                       loaded_parent={"version": 1, "kind": "adapter", "tree_sha256": "0" * 64})
+    with pytest.raises(RegistryError, match=r"the parent weights it loaded \(sha256 000000000000…\) are not"):
+        registry.register(profile, changed, now=now())
+    good = make_run(profile, 4, parent_version=1,
+                    loaded_parent={"version": 1, "kind": "adapter", "tree_sha256": first["output_sha256"]})
+    record = registry.register(profile, good, now=now())
+    assert record["parent_version"] == 1 and record["loaded"]["built_on"]["version"] == 1
+
+
 def test_register_records_a_rejected_gate_from_the_manifest(profile: Profile) -> None:
     record = registry.register(profile, make_run(profile, 1, evaluation=FAILED), now=now())
     assert record["status"] == "rejected"
@@ -152,6 +168,7 @@ def test_promote_moves_current_and_previous_and_lineage_follows_parents(profile:
     frame = registry.history(profile)
     assert list(frame["version"]) == [1, 2, 3]
     assert list(frame["aliases"]) == ["", "previous", "current"]
+    assert str(frame["parent_version"].dtype) == "Int64" and frame["parent_version"].tolist()[1:] == [1, 2]
     assert frame["weights_present"].all()
 
 
@@ -182,6 +199,9 @@ def test_reset_returns_to_the_original_base_and_keeps_history(profile: Profile) 
 
 def test_prune_keeps_last_n_current_and_its_parent(profile: Profile) -> None:
     records = registered(profile, 6)
+    merged = profile.root / records[2]["output_path"] / ".." / "merged"
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"x" * 10)
     registry.rollback(profile, 2, now=now())  # current v2 (parent v1), previous v6
     preview = registry.prune(profile, keep=2, now=now(), dry_run=True)
     assert preview.removed == (3, 4) and preview.dry_run
@@ -190,7 +210,7 @@ def test_prune_keeps_last_n_current_and_its_parent(profile: Profile) -> None:
     assert result.removed == (3, 4)
     assert result.kept == {1: "parent_of_current", 2: "current", 5: "last_2", 6: "previous"}
     assert result.freed_bytes > 0
-    assert not (profile.root / records[2]["output_path"]).exists()
+    assert not (profile.root / records[2]["output_path"]).exists() and not merged.exists()
     frame = registry.history(profile)
     assert list(frame["weights_present"]) == [True, True, False, False, True, True]
     assert len(frame) == 6  # records are never lost
@@ -343,6 +363,22 @@ def test_import_refuses_another_profiles_mirror(tmp_path: Path) -> None:
         registry.import_metahuman_os(Profile(tmp_path, "alice"), now=now())
 
 
+def test_import_a_separate_file_into_a_second_profile(tmp_path: Path) -> None:
+    greggles = metahuman_root(tmp_path)
+    registry.import_metahuman_os(greggles, now=now())
+    mirrored = {key: raw(greggles)[key] for key in registry.MIRROR_KEYS}
+    other = tmp_path / "alice-registry.json"
+    entry = {**METAHUMAN_OS_REGISTRY["training_history"][0], "run_label": "2025-12-09-000000-cccccc",
+             "output_model_path": "profiles/alice/out/m", "gguf_path": None}
+    write_json(other, {**METAHUMAN_OS_REGISTRY, "current_base_model": "profiles/alice/out/m",
+                       "training_history": [entry]})
+    alice = Profile(tmp_path, "alice")
+    result = registry.import_metahuman_os(alice, other, now=now())
+    assert result.added == (1,) and result.current_version == 1
+    assert registry.current_version(alice)["output_path"] == "profiles/alice/out/m"
+    assert {key: raw(greggles)[key] for key in registry.MIRROR_KEYS} == mirrored  # greggles' fields untouched
+
+
 # ---------------------------------------------------------------------------------- CLI
 
 
@@ -461,7 +497,7 @@ def forked_writer(profile: Profile, runs: list[Path]) -> tuple[int, int]:
 def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Profile) -> None:
     """SIGKILL a registering writer process at random moments, many times: the file always loads,
     every version the writer reported as written is still there, and numbering has no gaps."""
-    runs = [make_run(profile, i, generations=False) for i in range(1, 81)]
+    runs = [make_run(profile, i, generations=False) for i in range(1, 121)]
     rng = random.Random(7)
     confirmed: set[str] = set()
     kills = 0
@@ -471,7 +507,7 @@ def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Prof
         if not pending:
             break
         pid, read_fd = forked_writer(profile, pending)
-        time.sleep(rng.uniform(0.0, 0.25))
+        time.sleep(rng.uniform(0.0, 0.1))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         with os.fdopen(read_fd) as pipe:
@@ -481,7 +517,7 @@ def test_writer_killed_mid_write_never_corrupts_or_loses_a_version(profile: Prof
         labels = [v["run_label"] for v in state["versions"]]
         assert confirmed <= set(labels)
         assert sorted(v["version"] for v in state["versions"]) == list(range(1, len(labels) + 1))
-    assert kills >= 20 and len(confirmed) >= 5
+    assert kills >= 10 and len(confirmed) >= 5
     registry.backup(profile.registry_path, now=now())  # a later locked write cleans what killed writers left
     assert not list(profile.registry_path.parent.glob(".model-registry.json.*.tmp"))
     assert not list(registry.backups_dir(profile.registry_path).glob(".*.tmp"))

@@ -36,9 +36,11 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script: workbench errors print one clear line, exit code 2."""
+    """Entry point of the console script: workbench errors print one clear line and exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="metahuman")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except WorkbenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2

@@ -141,7 +141,7 @@ def mirror(username: str = _USER, root: str = _ROOT) -> None:
 
 @app.command("ollama")
 def ollama(version: str = typer.Argument(None, help="Version (default: current)."),
-           system: str = typer.Option(None, help="System prompt used in training (default: MetaHuman OS's line)."),
+           system: str = typer.Option(None, help="System prompt (default: the training prompt of the version's mode)."),
            ollama_base: str = typer.Option(None, help="Ollama model under a LoRA adapter, e.g. qwen3:14b."),
            merge: bool = typer.Option(False, help="Merge the LoRA into its base first (portable)."),
            print_only: bool = typer.Option(False, "--print-only", help="Write the Modelfile, print the commands."),
@@ -158,7 +158,7 @@ def ollama(version: str = typer.Argument(None, help="Version (default: current).
         merged = _ollama.merge_lora(profile.root / record["output_path"], record["base_model"],
                                     modelfile.parent / "output" / "merged")
     result = _ollama.export_version(record, username=username, root=profile.root,
-                                    system=system or _ollama.default_system_prompt(username),
+                                    system=system or _ollama.training_system_prompt(username, record.get("mode_filter") or "emulation"),
                                     modelfile_path=modelfile, ollama_base=ollama_base,
                                     merged_dir=merged, run=not print_only)
     typer.echo(f"Modelfile: {modelfile}")
