@@ -89,7 +89,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def scrub_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
-    """``text`` with every secret value replaced by a placeholder."""
+    """``text`` with every secret value replaced by ``[secret removed]``."""
     for value in secret_values() if secrets is None else secrets:
         text = text.replace(value, SECRET_PLACEHOLDER)
     return text
