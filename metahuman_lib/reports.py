@@ -431,6 +431,8 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
                               _number(_get(training, "cost", "actual_usd"))),
         "cost_gpu": _get(cycle, "cost", "gpu"),
         "hours_estimate": _number(_get(cycle, "cost", "estimate_hours")),
+        "cloud_estimate": _number(_get(cycle, "cost", "cloud_estimate_usd")),
+        "cloud_gpu": _get(cycle, "cost", "cloud_gpu"),
         "hours_actual": _number(_get(cycle, "cost", "actual_hours")),
         "backend": cycle.get("backend"),
         "gate": _gate_word(evaluation),
@@ -447,6 +449,10 @@ def _gate_word(evaluation: Mapping[str, Any]) -> str | None:
     if passed is None:
         return None
     return "passed" if passed else "rejected"
+
+
+# what a local run would have cost on the seed's rented GPU, shown beside its real (zero) cost
+CLOUD_GPU = "NVIDIA A100 80GB PCIe"
 
 
 def run_cost(run_dir: Path, *, backend: str, gpu_types: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -471,7 +477,10 @@ def run_cost(run_dir: Path, *, backend: str, gpu_types: tuple[str, ...] = ()) ->
     runtime = _number(_get(_metrics(run_dir), "train", "runtime_s"))
     billed = _number(_get(read_manifest(run_dir), "training", "actual_cost", "usd"))
     measured = None if runtime is None else runtime / 3600 * prices.gpu(gpu).price_per_hour
+    cloud_gpu = gpu_types[0] if gpu_types else CLOUD_GPU
+    cloud = estimate if cloud_gpu == gpu else project_run(run_dir, cloud_gpu, prices=prices)
     return {"gpu": gpu, "estimate_usd": round(estimate.dollars, 4), "estimate_hours": round(estimate.hours, 4),
+            "cloud_gpu": cloud_gpu, "cloud_estimate_usd": round(cloud.dollars, 4),
             "actual_usd": _first(billed, None if measured is None else round(measured, 4)),
             "actual_hours": None if runtime is None else round(runtime / 3600, 4)}
 
@@ -611,7 +620,8 @@ def _gate_rows(section: Any) -> list[dict[str, Any]]:
 def _cost_section(summary: Mapping[str, Any]) -> str:
     rows = [{"priced on": summary.get("cost_gpu"), "backend": summary.get("backend"),
              "estimate (hours)": summary.get("hours_estimate"), "actual (hours)": summary.get("hours_actual"),
-             "estimate (USD)": summary.get("cost_estimate"), "actual (USD)": summary.get("cost_actual")}]
+             "estimate (USD)": summary.get("cost_estimate"), "actual (USD)": summary.get("cost_actual"),
+             f"on RunPod {summary.get('cloud_gpu') or ''} (USD)": summary.get("cloud_estimate")}]
     note = ('<p class="note">Estimate: the cost model\'s projection for this dataset and config '
             "(training, evaluation and pod overhead). Actual: what RunPod billed, or the measured "
             "training time at the GPU's price (a local run on your own machine costs nothing).</p>")
@@ -663,14 +673,18 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
                      "status": summary["status"], "samples": summary["train_samples"],
                      "learning": _percent(summary["learning"]), "forgetting": _percent(summary["forgetting"]),
                      "gate": summary["gate"], "version": summary["version"],
-                     "cost (USD)": cost, "cumulative (USD)": round(cumulative, 4)})
+                     "cost (USD)": cost, "cumulative (USD)": round(cumulative, 4),
+                     "RunPod estimate (USD)": summary.get("cloud_estimate")})
     annual = projected_annual_cost(summaries, runs_per_year)
+    cloud = [{**s, "cost_actual": None, "cost_estimate": s.get("cloud_estimate")} for s in summaries]
+    annual_cloud = projected_annual_cost(cloud, runs_per_year)
     sections = [(f'<p class="note">Profile {html.escape(profile.username)}: {len(summaries)} run(s). '
                  "Learning = drop of the held-out recent loss; forgetting = rise of the old-probe loss "
                  "(both relative to the model the run started from).</p>"),
                 "<h2>Runs</h2>" + html_table(rows),
                 "<h2>Cost</h2>" + html_table([{"cumulative (USD)": round(cumulative, 4),
-                                               "projected annual (USD)": annual}])]
+                                               "projected annual (USD)": annual,
+                                               "projected annual on RunPod (USD)": annual_cloud}])]
     figures = index_figures(summaries)
     sections.append("".join(figure_div(f) for f in figures))
     if redact:
