@@ -63,6 +63,8 @@ def test_foundation_then_monthly_builds_on_v1(demo: tuple[Profile, list[CycleRes
     assert first["selection"]["counts"]["after_now"] > 0  # the foundation ignores the newest month
     assert first["registry"]["version"] == 1 and second["registry"]["version"] == 2
     assert get_version(profile, 2)["parent_version"] == 1
+    cost = second["cycle"]["cost"]
+    assert (cost["gpu"], cost["actual_usd"]) == ("cpu", 0.0) and cost["cloud_estimate_usd"] > 0
     foundation_now, monthly_now = demo_times(profile)
     assert foundation.run_dir.name.startswith(f"{foundation_now:%Y-%m-%d}")
     assert monthly.run_dir.name.startswith(f"{monthly_now:%Y-%m-%d}")
