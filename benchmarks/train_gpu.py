@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from metahuman_lib.samples import write_samples_jsonl
@@ -18,7 +18,7 @@ from metahuman_lib.training import train
 from metahuman_lib.training.config import TrainConfig, write_train_config
 from metahuman_lib.training.tiny import demo_samples
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def run_once(folder: Path, model: str, method: str, samples: int, max_seq_len: int) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,7 +19,7 @@ from metahuman_lib.training import train
 from metahuman_lib.training.config import TrainConfig, write_train_config
 from metahuman_lib.training.tiny import build_tiny_model, demo_samples, sample_texts
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def prepare(folder: Path, samples: int, epochs: float, packing: bool, model: Path) -> Path:
