@@ -159,7 +159,7 @@ class RunParameters:
             "seed": self.seed,
             "now": _iso(self.now),
             "flags": list(self.flags),
-            "blocks": _plain(self.raw),
+            "blocks": plain_data(self.raw),
         }
 
     @classmethod
@@ -405,12 +405,12 @@ def _freeze(raw: dict[str, dict[str, Any]]) -> Mapping[str, Any]:
     return MappingProxyType({k: MappingProxyType(copy.deepcopy(v)) for k, v in raw.items()})
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     """Mappings and tuples as plain dicts and lists (JSON-able), recursively."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 

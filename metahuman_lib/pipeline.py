@@ -30,7 +30,7 @@ from typing import Any
 
 from metahuman_lib._io import atomic_write_bytes, atomic_write_json, sha256_file
 from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
-from metahuman_lib.parameters import RunParameters, parse_now
+from metahuman_lib.parameters import RunParameters, parse_now, plain_data
 from metahuman_lib.profile import Profile, make_run_label
 from metahuman_lib.registry import run_lock
 from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
@@ -366,7 +366,7 @@ def _quality_values(ctx: _Context) -> dict[str, Any]:
     selection = ctx.params.raw.get("selection", {})
     values = {"kind": "foundation" if ctx.params.kind == "foundation" else "monthly",
               "mode": selection.get("mode") or "",
-              "gate_settings": _plain_block(ctx.params.raw.get("quality", {}))}
+              "gate_settings": plain_data(ctx.params.raw.get("quality", {}))}
     if selection.get("days_recent") is not None:
         values["recent_days"] = selection["days_recent"]
     return values
@@ -382,7 +382,7 @@ def _training_values(ctx: _Context) -> dict[str, Any]:
 
 
 def _evaluation_values(ctx: _Context) -> dict[str, Any]:
-    return {"gate": _plain_block(ctx.params.raw.get("gate", {})), "fail_on_reject": False}
+    return {"gate": plain_data(ctx.params.raw.get("gate", {})), "fail_on_reject": False}
 
 
 # step -> the values only that step's notebook takes (names as its parameters cell spells them)
@@ -410,17 +410,9 @@ def write_parameter_set(run_dir: Path, params: RunParameters) -> Path:
     path = parameter_set_file(run_dir, params)
     if not path.exists():
         document = {"description": f"Resolved parameters of run {Path(run_dir).name}",
-                    "seed": params.seed, **_plain_block(params.raw)}
+                    "seed": params.seed, **plain_data(params.raw)}
         atomic_write_bytes(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
     return path
-
-
-def _plain_block(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain_block(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_block(v) for v in value]
-    return value
 
 
 def _run_step(ctx: _Context, step: Step) -> None:
