@@ -238,11 +238,20 @@ def latest_run_dir(profile: Profile) -> Path | None:
 
 
 def list_run_dirs(profile: Profile) -> list[Path]:
-    """Every run folder of a profile that has a manifest, oldest first."""
+    """Every run folder of a profile that has a manifest, oldest first.
+
+    Runs sort by their label's time, then by when they started (two runs dated the same second,
+    such as simulated ones, keep the order in which they ran).
+    """
     if not profile.fine_tuned_dir.is_dir():
         return []
     found = [p.parent for p in profile.fine_tuned_dir.glob("*/*/manifest.json")]
-    return sorted(found, key=lambda p: p.name)
+    return sorted(found, key=_run_order)
+
+
+def _run_order(run_dir: Path) -> tuple[str, str]:
+    started = read_manifest(run_dir).get("cycle", {}).get("started_at") or ""
+    return run_dir.name[:17], str(started)
 
 
 def notebook_path(notebooks_dir: Path, step: Step) -> Path:

@@ -24,6 +24,7 @@ from metahuman_lib.pipeline import (
     CycleResult,
     default_notebooks_dir,
     demo_times,
+    latest_run_dir,
     run_cycle,
     run_demo,
     write_demo_parameters,
@@ -137,10 +138,11 @@ def test_resume_after_an_injected_failure(demo: tuple[Profile, list[CycleResult]
                                  {"max_steps": 6, "probe_prompts": []})
     params = resolve_parameters(CycleFlags(params=str(sets["monthly"]), now=demo_times(profile)[1]))
     with pytest.raises(PipelineStepError, match=r"Step 02_curation \(Sample selection\) failed: injected "
-                                                r"failure: disk full\. Fix the cause"):
+                                                r"failure: disk full\. Fix the cause") as caught:
         run_cycle(profile, params, backend="local", now=params.now, dry_run=True, notebooks_dir=notebooks,
                   progress=False)
-    run_dir = max(profile.fine_tuned_dir.glob("*/*/manifest.json"), key=lambda p: p.parent.name).parent
+    run_dir = Path(re.search(r"--resume (\S+)$", str(caught.value)).group(1))
+    assert latest_run_dir(profile) == run_dir  # same label second as the demo's monthly run, started later
     assert read_manifest(run_dir)["steps"]["02_curation"]["status"] == "failed"
     (profile.root / "INJECT_FAILURE").unlink()
     result = run_cycle(profile, params, backend="local", now=params.now, dry_run=True,
