@@ -58,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
 
 # Command groups, each in its own module; imported after ``app`` exists because they register on it.
 from metahuman_lib.cli import curate as _curate  # noqa: E402
+from metahuman_lib.cli import cycle as _cycle  # noqa: E402
 from metahuman_lib.cli import data as _data  # noqa: E402
 from metahuman_lib.cli import pods as _pods  # noqa: E402
 from metahuman_lib.cli import registry as _registry  # noqa: E402
 from metahuman_lib.cli import select as _select  # noqa: E402
 from metahuman_lib.cli import train as _train  # noqa: E402
 
+app.command("fine-tune-cycle")(_cycle.fine_tune_cycle)
+app.command("demo")(_cycle.demo)
 app.command("demo-profile")(_data.demo_profile)
 app.command("load")(_data.load)
 app.command("curate")(_curate.curate)
