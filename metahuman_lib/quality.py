@@ -505,14 +505,17 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
         profile: the profile to review.
         options: curation options (the defaults scrub PII and drop duplicates).
         kind: which gates: ``foundation`` or ``monthly``.
-        now: for ``monthly``, the end of the recent window whose samples count as new; None
-            counts every sample as new.
+        now: the moment the review is made as of: memories after it are left out (a run dated
+            ``now`` sees only what existed then, as selection does); for ``monthly`` it also ends
+            the recent window whose samples count as new. None: every memory, all of them new.
         recent_days: length of the recent window in days.
         gates: gate thresholds; the seed's by default.
     """
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
     memories, report = load_memories(profile)
+    if now is not None:
+        memories = memories[memories["timestamp"] <= pd.Timestamp(now)].reset_index(drop=True)
     result = build_samples(memories, options)
     metrics = quality_metrics(result.samples, result.stats)
     new_samples = None

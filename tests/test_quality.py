@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+import pandas as pd
 import pytest
 from _helpers_curation import memories_frame, memory
 
@@ -216,3 +217,16 @@ def test_finish_review_records_the_manifest_and_enforces_gates(demo_profile, tmp
     with pytest.raises(PipelineStepError, match="Quality gates failed: sample_count: only"):
         finish_review(strict, tmp_path / "run2")
     assert read_manifest(tmp_path / "run2")["quality"]["passed"] is False
+
+
+def test_a_review_as_of_now_leaves_out_later_memories(demo_profile) -> None:
+    """A run dated ``now`` reviews only the memories that existed then, as selection does."""
+    from metahuman_lib.quality import curate_profile
+
+    everything = curate_profile(demo_profile)
+    newest = everything.memories["timestamp"].max()
+    cutoff = newest - pd.Timedelta(days=30)
+    as_of = curate_profile(demo_profile, now=cutoff.to_pydatetime())
+    assert as_of.memories["timestamp"].max() <= cutoff
+    assert len(as_of.memories) == int((everything.memories["timestamp"] <= cutoff).sum())
+    assert 0 < as_of.metrics.total < everything.metrics.total
