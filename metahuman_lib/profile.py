@@ -6,7 +6,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from metahuman_lib.errors import ProfileError
@@ -44,7 +44,7 @@ def make_run_label(now: datetime, token: str | None = None) -> str:
     token = token if token is not None else secrets.token_hex(3)
     if not re.fullmatch(r"[0-9a-f]{6}", token):
         raise ValueError(f"run label token must be 6 lowercase hex digits, got {token!r}")
-    return f"{now.astimezone(timezone.utc):%Y-%m-%d-%H%M%S}-{token}"
+    return f"{now.astimezone(UTC):%Y-%m-%d-%H%M%S}-{token}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Profile:
         object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
 
     @classmethod
-    def open(cls, username: str, root: str | os.PathLike[str] | None = None) -> "Profile":
+    def open(cls, username: str, root: str | os.PathLike[str] | None = None) -> Profile:
         """Build a profile from a username and an optional root (see :func:`resolve_root`)."""
         return cls(resolve_root(root), username)
 
@@ -108,7 +108,7 @@ class Profile:
             raise ProfileError(f"Invalid run label {label!r}: expected YYYY-MM-DD-HHMMSS-<6 hex>.")
         return self.fine_tuned_dir / label[:10] / label
 
-    def require_exists(self) -> "Profile":
+    def require_exists(self) -> Profile:
         """Raise a one-line error naming the expected folder when the profile is missing."""
         if not self.episodic_dir.is_dir():
             raise ProfileError(

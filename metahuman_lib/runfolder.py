@@ -17,7 +17,7 @@ writes atomically, so concurrent steps never lose each other's sections.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,4 +72,4 @@ def record_files(run_dir: Path, names: list[str]) -> dict[str, Any]:
 
 def utc_now_iso() -> str:
     """The current UTC time as an ISO string; only for recording when something happened."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")

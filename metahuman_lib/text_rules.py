@@ -106,7 +106,7 @@ def strip_leading_filler(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 SCRUB_KINDS: tuple[str, ...] = ("email", "phone", "api_key", "token", "card")
-"""What scrubbing replaces, each with the placeholder ``[<kind>]``."""
+"""What scrubbing replaces, each with the marker ``[<kind>]``."""
 
 _SCRUB = re.compile(
     r"""
@@ -136,6 +136,7 @@ for _lo, _hi in ((48, 57), (65, 90), (97, 122)):
     _TOKEN_BYTES[_lo : _hi + 1] = True
 _TOKEN_BYTES[[ord("_"), ord("-")]] = True
 _MIN_KEY_RUN = 14
+_BEARER_BYTES = re.compile(rb"[Bb]earer[ \t]")
 _MIN_PHONE_DIGITS = 8
 
 
@@ -143,8 +144,9 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     """Which texts could hold something :func:`scrub_pii` replaces (a vectorised pre-check).
 
     A text can only hold an email if it has an ``@``, a phone or card number if it has at least
-    eight digits, and a key or token if it has a run of 14 or more of ``[A-Za-z0-9_-]``. All
-    texts are checked together over one byte buffer, so the regex runs on the few that might.
+    eight digits, a bearer token if it says ``Bearer``, and a key or token if it has a run of 14
+    or more of ``[A-Za-z0-9_-]``. All texts are checked together over one byte buffer, so the
+    regex runs on the few that might.
     """
     if not texts:
         return np.zeros(0, dtype=bool)
@@ -170,6 +172,9 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     if len(starts) > len(ends):
         ends = np.r_[ends, buf.size]
     flags[text_of(starts[(ends - starts) >= _MIN_KEY_RUN])] = True
+    # a bearer token may hold '.', '~', '+' and '/', which split the key runs counted above
+    bearers = [match.start() for match in _BEARER_BYTES.finditer(joined)]
+    flags[text_of(np.asarray(bearers, dtype=np.int64))] = True
     return flags
 
 

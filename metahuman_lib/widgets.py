@@ -204,7 +204,8 @@ class SelectionControls(widgets.VBox):
         self.mode = widgets.Dropdown(options=[_ALL_MODES, *MODES], value=strategy.mode or _ALL_MODES,
                                      description="mode")
         self.max = widgets.Text(value="" if strategy.max_samples is None else str(strategy.max_samples),
-                                placeholder="no cap", description="max samples", continuous_update=False)
+                                description="max (empty: no cap)", continuous_update=False,
+                                style={"description_width": "initial"})
         self.seed = widgets.IntText(value=seed, description="seed")
         self.sampling = widgets.ToggleButtons(options=list(OLD_SAMPLING), value=strategy.old_sampling,
                                               description="old sampling")

@@ -133,8 +133,8 @@ def test_filler_phrases_in(text: str, found: list[str]) -> None:
     assert filler_phrases_in(text) == found
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 _PIECES = st.sampled_from(["a", "Z", "7", "0", " ", "-", "_", "@", ".", "+", "(", ")", "\n", "é",
                            "sk-", "ghp_", "AKIA", "Bearer ", "x.io", "4111 1111 1111 1111"])
@@ -158,3 +158,10 @@ def test_normalise_and_strip_are_idempotent_on_their_output(text: str) -> None:
     stripped = strip_leading_filler(once)
     tail = once[len(once) - len(stripped):] if stripped else ""
     assert stripped[1:] == tail[1:] and stripped[:1].lower() == tail[:1].lower()
+
+
+def test_pre_check_sees_a_bearer_token_split_by_dots() -> None:
+    """Found by the property test above: key runs stop at '.', a bearer token does not."""
+    texts = ["Bearer aaaa.sk-ghp_ghp_", "no secrets here"]
+    assert may_hold_pii_batch(texts).tolist() == [True, False]
+    assert scrub_pii(texts[0])[0] != texts[0]

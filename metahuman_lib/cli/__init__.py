@@ -57,13 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Command groups, each in its own module; imported after ``app`` exists because they register on it.
-from metahuman_lib.cli import curate as _curate  # noqa: E402
-from metahuman_lib.cli import cycle as _cycle  # noqa: E402
-from metahuman_lib.cli import data as _data  # noqa: E402
-from metahuman_lib.cli import pods as _pods  # noqa: E402
-from metahuman_lib.cli import registry as _registry  # noqa: E402
-from metahuman_lib.cli import select as _select  # noqa: E402
-from metahuman_lib.cli import train as _train  # noqa: E402
+from metahuman_lib.cli import curate as _curate
+from metahuman_lib.cli import cycle as _cycle
+from metahuman_lib.cli import data as _data
+from metahuman_lib.cli import pods as _pods
+from metahuman_lib.cli import registry as _registry
+from metahuman_lib.cli import select as _select
+from metahuman_lib.cli import train as _train
 
 app.command("fine-tune-cycle")(_cycle.fine_tune_cycle)
 app.command("demo")(_cycle.demo)
