@@ -45,8 +45,7 @@ MONTHLY_DAYS_RECENT = 30
 MONTHLY_OLD_SAMPLES = 3000
 MODES = ("dual", "emulation", "agent")
 
-# block -> "module:Class" whose ``from_dict`` parses it; a block whose module is not installed
-# stays a read-only mapping, so this module works before every owner's code is present.
+# block -> "module:Class" whose ``from_dict`` (or ``from_mapping``) parses it
 BLOCK_PARSERS: dict[str, str] = {
     "selection": "metahuman_lib.strategies:Strategy",
     "training": "metahuman_lib.training.config:TrainConfig",
@@ -374,27 +373,19 @@ def _inject_seed(raw: dict[str, dict[str, Any]], seed: int) -> None:
             raw[block][key] = seed
 
 
-def _parser(block: str) -> type | None:
-    """The owner's dataclass for a block, or None while its module is not installed."""
+def _parser(block: str) -> type:
+    """The owner's dataclass for a block (imported lazily: the training config loads no torch)."""
     module_name, class_name = BLOCK_PARSERS[block].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, class_name, None)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _parse_block(block: str, values: dict[str, Any], set_name: str) -> Any:
-    parser = _parser(block)
-    if parser is None:
-        return MappingProxyType(copy.deepcopy(values))
     values = copy.deepcopy(values)
     try:
         if block in BLOCK_BUILDERS:
             module_name, function_name = BLOCK_BUILDERS[block].split(":")
             return getattr(importlib.import_module(module_name), function_name)(values, name=set_name)
+        parser = _parser(block)
         build = getattr(parser, "from_dict", None) or parser.from_mapping
         return build(values)
     except ConfigError as exc:
