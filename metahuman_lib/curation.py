@@ -29,6 +29,7 @@ import orjson
 import pandas as pd
 
 from metahuman_lib._dedup import find_duplicates
+from metahuman_lib._gc import paused_gc
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -429,6 +430,11 @@ def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None
         is kept. The same memories and options always give the same result.
     """
     options = options or CurationOptions()
+    with paused_gc():
+        return _build_samples(memories, options)
+
+
+def _build_samples(memories: pd.DataFrame, options: CurationOptions) -> CurationResult:
     ordered = memories.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
     username = options.username or _default_username(ordered)
     systems = {mode: system_prompt(username, mode) for mode in MODES}
