@@ -543,7 +543,8 @@ def _stats(total: int, kept: list[_Candidate], drops: list[tuple[int, str, str]]
     reasons = Counter(reason for _, reason, _ in drops)
     scrubbed: Counter[str] = Counter()
     for candidate in kept:
-        scrubbed.update(candidate.scrubbed)
+        if candidate.scrubbed:  # few are; Counter.update costs a call even when empty
+            scrubbed.update(candidate.scrubbed)
     shapes = Counter(candidate.shape for candidate in kept)
     stats = {"memories": total, "kept": len(kept)}
     stats.update({f"dropped_{reason}": reasons.get(reason, 0) for reason in DROP_REASONS})
