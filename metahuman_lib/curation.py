@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -198,7 +199,7 @@ class CurationResult:
     stats: dict[str, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     """One memory on its way to becoming a sample."""
 
@@ -384,20 +385,20 @@ def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
     """Group the cleaned turn texts back into one candidate sample per memory."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
     kinds, filler = _owner_stats(shaped, scrubbed, stripped)
-    roles, out, position = shaped.roles, [], 0
-    for index, count in enumerate(shaped.turn_counts):
-        end = position + count
-        turns = [turn for turn in zip(roles[position:end], texts[position:end]) if turn[1]]
-        position = end
+    all_turns = zip(shaped.roles, texts, strict=True)
+    per_memory = zip(shaped.rows, shaped.shapes, shaped.real_prompt, shaped.systems,
+                     shaped.turn_counts, strict=True)
+    out = []
+    for index, (row, shape, real_prompt, system, count) in enumerate(per_memory):
+        turns = [turn for turn in islice(all_turns, count) if turn[1]]
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
-        messages = [{"role": "system", "content": shaped.systems[index]}]
+        messages = [{"role": "system", "content": system}]
         messages += [{"role": role, "content": text} for role, text in turns]
-        authored = [text for _, text in turns] if shaped.real_prompt[index] else assistant
-        out.append(_Candidate(shaped.rows[index], messages, "\n\n".join(assistant),
-                              "\n".join(authored), shaped.shapes[index], kinds.get(index, {}),
-                              index in filler))
+        authored = [text for _, text in turns] if real_prompt else assistant
+        out.append(_Candidate(row, messages, "\n\n".join(assistant), "\n".join(authored), shape,
+                              kinds.get(index, {}), index in filler))
     return out
 
 
