@@ -33,19 +33,18 @@ _SIG_CHUNK = 1 << 16
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def _word_byte_table() -> np.ndarray:
-    table = np.zeros(256, dtype=bool)
+def _word_or_nul_table() -> bytes:
+    """A ``bytes.translate`` table: word bytes and NUL (the text separator) -> 1, others -> 0."""
+    table = np.zeros(256, dtype=np.uint8)
     for lo, hi in ((ord("0"), ord("9")), (ord("a"), ord("z")), (ord("A"), ord("Z"))):
-        table[lo : hi + 1] = True
-    table[0x80:] = True
-    return table
+        table[lo : hi + 1] = 1
+    table[0x80:] = 1
+    table[0] = 1
+    return table.tobytes()
 
 
-_WORD_OR_NUL = _word_byte_table()
-_WORD_OR_NUL[0] = True
+_WORD_OR_NUL = _word_or_nul_table()
 _PAD = b" " * 17
-_ASCII_LOWER = np.arange(256, dtype=np.uint8)
-_ASCII_LOWER[ord("A") : ord("Z") + 1] += 32
 _LENGTH_MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [2**64 - 1], dtype=np.uint64)
 _RNG = np.random.default_rng(0x5EED_CAFE)
 _SHINGLE_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -72,11 +71,13 @@ class DedupResult:
 def _mix64(values: np.ndarray) -> np.ndarray:
     """A 64-bit finaliser (splitmix64), so combined hashes stay uniformly spread."""
     with np.errstate(over="ignore"):
-        x = values ^ (values >> np.uint64(30))
-        x = x * np.uint64(0xBF58476D1CE4E5B9)
-        x = x ^ (x >> np.uint64(27))
-        x = x * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+        x = values >> np.uint64(30)
+        x ^= values  # in place from here on: one array instead of one per step
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+        return x
 
 
 def _chunk_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -87,10 +88,11 @@ def _chunk_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     Texts are joined with a NUL word between them, which marks where each text ends.
     """
     clean = (t.replace("\x00", " ") if "\x00" in t else t for t in texts)
-    raw = np.frombuffer(b" " + " \x00 ".join(clean).encode("utf-8", "surrogatepass") + _PAD,
-                        dtype=np.uint8)
-    buf = _ASCII_LOWER[raw]  # ASCII case folding in one table lookup (faster than str.lower)
-    is_word = _WORD_OR_NUL[buf]
+    # bytes.lower folds ASCII letters only, and bytes.translate classifies every byte, both in
+    # C at about a nanosecond per byte (several times faster than numpy table lookups).
+    data = (b" " + " \x00 ".join(clean).encode("utf-8", "surrogatepass") + _PAD).lower()
+    buf = np.frombuffer(data, dtype=np.uint8)
+    is_word = np.frombuffer(data.translate(_WORD_OR_NUL), dtype=bool)
     edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
     starts, ends = edges[0::2], edges[1::2]
     windows = np.ndarray((buf.size - 8,), dtype="<u8", buffer=buf, offset=0, strides=(1,))
@@ -171,7 +173,8 @@ def minhash_signatures(shingles: np.ndarray, docs: np.ndarray, n_texts: int, num
     for lo in range(0, shingles.size, _SIG_CHUNK):
         part_docs = docs[lo : lo + _SIG_CHUNK]
         with np.errstate(over="ignore"):
-            permuted = (shingles[None, lo : lo + _SIG_CHUNK] ^ xors) * mults
+            permuted = shingles[None, lo : lo + _SIG_CHUNK] ^ xors
+            permuted *= mults  # in place: one chunk-sized temporary fewer
         first = np.r_[0, np.flatnonzero(np.diff(part_docs)) + 1]
         target = part_docs[first]
         mins = np.minimum.reduceat(permuted, first, axis=1)
@@ -224,7 +227,13 @@ def _candidate_pairs(signatures: np.ndarray, eligible: np.ndarray, bands: int, r
     if not pairs:
         return np.empty((0, 2), dtype=np.int64)
     found = np.concatenate(pairs)
-    return np.unique(found, axis=0) if found.size else found.reshape(0, 2)
+    if not found.size:
+        return found.reshape(0, 2)
+    # One int64 key per pair sorts like the (later, earlier) rows, and a 1-D unique is far
+    # faster than np.unique(axis=0), which sorts rows as opaque byte strings.
+    width = signatures.shape[0]
+    later, earlier = np.divmod(np.unique(found[:, 0] * width + found[:, 1]), width)
+    return np.column_stack((later, earlier))
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import orjson
 import pandas as pd
 
 from metahuman_lib._dedup import find_duplicates
+from metahuman_lib._gc import paused_gc
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -197,7 +199,7 @@ class CurationResult:
     stats: dict[str, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Candidate:
     """One memory on its way to becoming a sample."""
 
@@ -383,20 +385,20 @@ def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
     """Group the cleaned turn texts back into one candidate sample per memory."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
     kinds, filler = _owner_stats(shaped, scrubbed, stripped)
-    roles, out, position = shaped.roles, [], 0
-    for index, count in enumerate(shaped.turn_counts):
-        end = position + count
-        turns = [turn for turn in zip(roles[position:end], texts[position:end]) if turn[1]]
-        position = end
+    all_turns = zip(shaped.roles, texts, strict=True)
+    per_memory = zip(shaped.rows, shaped.shapes, shaped.real_prompt, shaped.systems,
+                     shaped.turn_counts, strict=True)
+    out = []
+    for index, (row, shape, real_prompt, system, count) in enumerate(per_memory):
+        turns = [turn for turn in islice(all_turns, count) if turn[1]]
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
-        messages = [{"role": "system", "content": shaped.systems[index]}]
+        messages = [{"role": "system", "content": system}]
         messages += [{"role": role, "content": text} for role, text in turns]
-        authored = [text for _, text in turns] if shaped.real_prompt[index] else assistant
-        out.append(_Candidate(shaped.rows[index], messages, "\n\n".join(assistant),
-                              "\n".join(authored), shaped.shapes[index], kinds.get(index, {}),
-                              index in filler))
+        authored = [text for _, text in turns] if real_prompt else assistant
+        out.append(_Candidate(row, messages, "\n\n".join(assistant), "\n".join(authored), shape,
+                              kinds.get(index, {}), index in filler))
     return out
 
 
@@ -429,6 +431,11 @@ def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None
         is kept. The same memories and options always give the same result.
     """
     options = options or CurationOptions()
+    with paused_gc():
+        return _build_samples(memories, options)
+
+
+def _build_samples(memories: pd.DataFrame, options: CurationOptions) -> CurationResult:
     ordered = memories.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
     username = options.username or _default_username(ordered)
     systems = {mode: system_prompt(username, mode) for mode in MODES}
@@ -537,7 +544,8 @@ def _stats(total: int, kept: list[_Candidate], drops: list[tuple[int, str, str]]
     reasons = Counter(reason for _, reason, _ in drops)
     scrubbed: Counter[str] = Counter()
     for candidate in kept:
-        scrubbed.update(candidate.scrubbed)
+        if candidate.scrubbed:  # few are; Counter.update costs a call even when empty
+            scrubbed.update(candidate.scrubbed)
     shapes = Counter(candidate.shape for candidate in kept)
     stats = {"memories": total, "kept": len(kept)}
     stats.update({f"dropped_{reason}": reasons.get(reason, 0) for reason in DROP_REASONS})

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from metahuman_lib._gc import paused_gc
 from metahuman_lib.profile import Profile
 
 DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -486,6 +487,11 @@ def load_memories(
         ProfileError: the profile's episodic folder does not exist (one line naming it).
     """
     profile.require_exists()
+    with paused_gc():
+        return _load(profile, max_file_bytes)
+
+
+def _load(profile: Profile, max_file_bytes: int) -> tuple[pd.DataFrame, LoadReport]:
     walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
     walk.walk(str(profile.episodic_dir), "", None)
     rows: list[Row] = []

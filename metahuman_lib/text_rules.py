@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 
 import numpy as np
 
@@ -29,15 +30,17 @@ def normalise_text(text: str) -> str:
     Invisible and control characters go; CRLF and CR become LF; runs of spaces and tabs (and
     exotic spaces) become one space; spaces around line breaks go; three or more line breaks
     become one blank line; the ends are trimmed. Meaning and wording never change.
-    The common case (plain printable ASCII on one line) is checked first, in C, for speed.
+    The common case (printable text on one line) is checked first, in C, for speed: printable
+    text (ASCII or not) holds no control, invisible or exotic space character and no line
+    break, so only runs of plain spaces can need rewriting.
     """
-    if text.isascii():
-        if text.isprintable():
-            return text.strip() if "  " not in text else _HORIZONTAL_SPACE.sub(" ", text).strip()
-        needs_space_work = "  " in text or " \n" in text or "\n " in text or "\t" in text
-    else:
+    ascii_only = text.isascii()
+    if not ascii_only:
         text = unicodedata.normalize("NFC", text)
-        needs_space_work = True
+    if text.isprintable():
+        return text.strip() if "  " not in text else _HORIZONTAL_SPACE.sub(" ", text).strip()
+    needs_space_work = (not ascii_only or "  " in text or " \n" in text or "\n " in text
+                        or "\t" in text)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _INVISIBLE.sub("", text)
@@ -110,7 +113,12 @@ SCRUB_KINDS: tuple[str, ...] = ("email", "phone", "api_key", "token", "card")
 
 _SCRUB = re.compile(
     r"""
-    (?P<bearer>\b[Bb]earer[ \t]+)(?P<bearer_token>[A-Za-z0-9._~+/-]{16,}=*)
+    # Every alternative below starts at a word boundary on one of these characters, or at a
+    # digit, '+' or '(': testing that first lets the engine skip mid-word positions at once
+    # (twice as fast) and matches exactly the same text.
+    (?: \b(?=[A-Za-z0-9._%+(-]) | (?=[\d+(]) )
+    (?:
+      (?P<bearer>\b[Bb]earer[ \t]+)(?P<bearer_token>[A-Za-z0-9._~+/-]{16,}=*)
     | (?P<token>
         \bgh[pousr]_[A-Za-z0-9]{20,}
       | \bgithub_pat_[A-Za-z0-9_]{20,}
@@ -128,15 +136,18 @@ _SCRUB = re.compile(
         (?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w-])
       | (?<![\w(-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w-])
       )
+    )
     """,
     re.VERBOSE,
 )
-_TOKEN_BYTES = np.zeros(256, dtype=bool)
+_TOKEN_BYTES = np.zeros(256, dtype=np.uint8)
 for _lo, _hi in ((48, 57), (65, 90), (97, 122)):
-    _TOKEN_BYTES[_lo : _hi + 1] = True
-_TOKEN_BYTES[[ord("_"), ord("-")]] = True
+    _TOKEN_BYTES[_lo : _hi + 1] = 1
+_TOKEN_BYTES[[ord("_"), ord("-")]] = 1
+_TOKEN_TABLE = _TOKEN_BYTES.tobytes()
+"""A ``bytes.translate`` table: ``[A-Za-z0-9_-]`` -> 1, every other byte -> 0."""
 _MIN_KEY_RUN = 14
-_BEARER_BYTES = re.compile(rb"[Bb]earer[ \t]")
+_KEY_RUN = b"\x01" * _MIN_KEY_RUN
 _MIN_PHONE_DIGITS = 8
 
 
@@ -154,28 +165,32 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     if joined.count(0) != len(texts) - 1:
         return np.ones(len(texts), dtype=bool)
     buf = np.frombuffer(joined, dtype=np.uint8)
-    if buf.size == 0:
-        return np.zeros(len(texts), dtype=bool)
     separators = np.flatnonzero(buf == 0)
-
-    def text_of(positions: np.ndarray) -> np.ndarray:
-        return np.searchsorted(separators, positions)
-
-    digits = np.bincount(text_of(np.flatnonzero((buf - 48) < 10)), minlength=len(texts))
+    digits = np.bincount(np.searchsorted(separators, np.flatnonzero((buf - 48) < 10)),
+                         minlength=len(texts))
     flags = digits >= _MIN_PHONE_DIGITS
-    flags[text_of(np.flatnonzero(buf == 64))] = True
-    token = _TOKEN_BYTES[buf]
-    edges = np.flatnonzero(token[1:] != token[:-1])
-    starts, ends = edges[0::2] + 1, edges[1::2] + 1
-    if token[0]:
-        starts, ends = np.r_[0, edges[1::2] + 1], edges[0::2] + 1
-    if len(starts) > len(ends):
-        ends = np.r_[ends, buf.size]
-    flags[text_of(starts[(ends - starts) >= _MIN_KEY_RUN])] = True
-    # a bearer token may hold '.', '~', '+' and '/', which split the key runs counted above
-    bearers = [match.start() for match in _BEARER_BYTES.finditer(joined)]
-    flags[text_of(np.asarray(bearers, dtype=np.int64))] = True
+    ends = separators.tolist()
+    _flag_texts_holding(joined, b"@", ends, flags)
+    _flag_texts_holding(joined.translate(_TOKEN_TABLE), _KEY_RUN, ends, flags)
+    # a bearer token may hold '.', '~', '+' and '/', which split the key runs searched above
+    _flag_texts_holding(joined, b"earer", ends, flags)
     return flags
+
+
+def _flag_texts_holding(data: bytes, needle: bytes, ends: list[int], flags: np.ndarray) -> None:
+    """Flag each text of ``data`` (texts end at the offsets ``ends``, the last at the end of
+    ``data``) that contains ``needle``.
+
+    Why not numpy: ``bytes.find`` scans in C far faster than building and diffing a mask, and
+    it runs once per flagged text only, since each hit resumes the search at the next text.
+    """
+    position = data.find(needle)
+    while position >= 0:
+        text = bisect_left(ends, position)
+        flags[text] = True
+        if text == len(ends):
+            return
+        position = data.find(needle, ends[text] + 1)
 
 
 def luhn_valid(digits: str) -> bool:
