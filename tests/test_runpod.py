@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,13 @@ from _helpers_training import hand_samples, tiny_model
 
 from metahuman_lib._io import read_json, sha256_tree
 from metahuman_lib.errors import BackendError
-from metahuman_lib.runfolder import update_manifest
+from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.backend import get_backend
-from metahuman_lib.training.config import ParentRef, TrainConfig, write_train_config
+from metahuman_lib.training.config import ParentRef, TrainConfig, read_train_config, write_train_config
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.runpod import EVENTS_NAME, RunPodBackend, RunStopped
+from metahuman_lib.training.runpod_config import DEFAULT_GPU_TYPES
 
 pytestmark = pytest.mark.slow
 
@@ -341,6 +343,8 @@ def test_interrupt_during_training_terminates(sshd, fake_api, pod_dir, tmp_path,
 def test_budget_exceeded_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path, tiny, limits, message):
     fake_api.cost_per_hr = 3600.0  # a dollar a second, so a small budget runs out mid-training
     run = _run_folder(tmp_path / "root", tiny, long=True)
+    # the projection fits the budget, so a pod is rented; the run then overruns it
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate={"hours": 0.001}))
 
     with pytest.raises(RunStopped, match=message):
         RunPodBackend(_config(sshd, pod_dir, **limits)).run(run, progress=False)
@@ -402,3 +406,17 @@ def test_full_fine_tune_keeps_the_checkpoint_on_the_network_volume(sshd, fake_ap
     assert sorted(p.name for p in volume.rglob("dataset.jsonl")) == []
     assert cached.is_dir() and not any(pod_dir.iterdir())
     _assert_all_terminated(fake_api)
+
+
+def test_the_budget_check_projects_the_run_when_none_is_recorded(sshd, fake_api, pod_dir, tmp_path, tiny):
+    """Without a recorded estimate the cost model projects one, records it, and checks the budget."""
+    run = _run_folder(tmp_path / "root", tiny)
+    write_train_config(run, replace(read_train_config(run), base_model="Qwen/Qwen3-14B"))  # a big model's hours
+    config = _config(sshd, pod_dir, budget_hours=0.001)
+
+    with pytest.raises(BackendError, match=r"The run is estimated at \d+\.\d\d h, over the 0.001 h budget"):
+        RunPodBackend(config).run(run, progress=False)
+
+    estimate = read_manifest(run)["training"]["estimate"]
+    assert estimate["gpu"] == DEFAULT_GPU_TYPES[0] and estimate["hours"] > 0.001
+    assert fake_api.created_ids == []

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
-from metahuman_lib.errors import BackendError
+from metahuman_lib.errors import BackendError, ConfigError
 from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.training.backend import JobStatus
 from metahuman_lib.training.pods import (
@@ -214,7 +214,7 @@ class RunPodBackend:
             pod, attempts = create_pod_with_fallback(
                 self.api, self.config, name, {"PUBLIC_KEY": public_key},
                 on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud),
-                estimate_hours=_estimated_hours(run_dir))
+                estimate_hours=_estimated_hours(run_dir, self.config.gpu_types[0]))
         except BackendError as exc:
             self._record(run_dir, state="failed", outcome="pod_creation_failed", error=str(exc))
             self._event(run_dir, "pod_creation_failed", error=str(exc))
@@ -586,15 +586,22 @@ def trainer_command(config: RunPodConfig, run_dir: Path, remote_run: str) -> lis
             str(config.gpu_count), *module]
 
 
-def _estimated_hours(run_dir: Path) -> float | None:
-    """The cost model's projected hours, if the run records one.
+def _estimated_hours(run_dir: Path, gpu: str) -> float | None:
+    """The projected hours of the run, for the budget check before any pod is rented.
 
-    Read from ``manifest.training.estimate``: ``hours`` (``cost.CostEstimate.as_dict()``, which
-    includes evaluation and start-up overhead) or ``gpu_hours``.
+    Read from ``manifest.training.estimate`` (``hours``, or ``gpu_hours``); when the run has none,
+    the cost model projects it for the first GPU type and records it there, beside which the real
+    price and uptime are recorded later. None when the prices file does not know the GPU type.
     """
-    estimate = (read_manifest(run_dir).get("training") or {}).get("estimate") or {}
+    estimate = (read_manifest(run_dir).get("training") or {}).get("estimate")
     if not isinstance(estimate, dict):
-        return None
+        from metahuman_lib.training.cost import project_run
+
+        try:
+            estimate = project_run(run_dir, gpu).as_dict()
+        except ConfigError:
+            return None
+        update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(estimate=estimate))
     value = estimate.get("hours", estimate.get("gpu_hours"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
