@@ -26,7 +26,12 @@ from metahuman_lib.errors import BackendError
 from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training.backend import get_backend
-from metahuman_lib.training.config import ParentRef, TrainConfig, read_train_config, write_train_config
+from metahuman_lib.training.config import (
+    ParentRef,
+    TrainConfig,
+    read_train_config,
+    write_train_config,
+)
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.runpod import EVENTS_NAME, RunPodBackend, RunStopped
 from metahuman_lib.training.runpod_config import DEFAULT_GPU_TYPES
