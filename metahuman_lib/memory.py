@@ -181,8 +181,6 @@ _STR_COLUMNS = frozenset({"id", "type", "mode", "mode_source", "content", "path"
 _NUMBER_TYPES = (int, float)
 _IS_STR = str.__instancecheck__
 _MODE_SET = frozenset(MODES)
-_MIN_SECONDS = _MIN_TS.timestamp()
-_MAX_SECONDS = _MAX_TS.timestamp()
 
 Row = tuple[Any, ...]
 """One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
@@ -238,18 +236,8 @@ def _is_str_list(value: Any) -> bool:
 
 def _utc_micros(value: Any) -> int | None:
     """UTC microseconds since the epoch of an ISO 8601 timestamp; None when it is not one."""
-    if type(value) is not str or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    seconds = parsed.timestamp()
-    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
-        return None
-    return round(seconds * 1_000_000)
+    parsed = parse_timestamp(value)
+    return None if parsed is None else round(parsed.timestamp() * 1_000_000)
 
 
 def _fast_row(obj: dict[str, Any], rel: str, category: str | None) -> Row | None:
