@@ -28,34 +28,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _profile_cache import cached_profile, warm_page_cache
+
 from metahuman_lib.curation import CurationOptions, build_samples
-from metahuman_lib.demo import MARKER_NAME, write_demo_profile
 from metahuman_lib.memory import load_memories
 from metahuman_lib.profile import Profile
 from metahuman_lib.quality import quality_metrics
 from metahuman_lib.samples import write_samples_jsonl
 
-CACHE = Path(__file__).resolve().parent / ".cache"
 TARGET_S = 5.0
 TYPESCRIPT_S = 4.4
-
-
-def _profile(memories: int) -> Profile:
-    """The cached benchmark profile (shared with load_profile.py), written on first use."""
-    root = CACHE / f"load-{memories}"
-    profile = Profile(root, "bench")
-    if not (profile.profile_dir / MARKER_NAME).is_file():
-        print(f"building a {memories}-memory profile under {root} (once) ...", flush=True)
-        months = max(6, memories // 2500)
-        write_demo_profile(root, "bench", memories=memories, months=months, seed=0, overwrite=True)
-    return profile
-
-
-def _warm(profile: Profile) -> None:
-    for folder, _dirs, files in os.walk(profile.episodic_dir):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as handle:
-                handle.read()
 
 
 def _timed(stages: dict[str, list[float]], name: str, func, *args):
@@ -100,8 +82,8 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    profile = _profile(args.memories)
-    _warm(profile)
+    profile = cached_profile(args.memories)
+    warm_page_cache(profile)
     stages: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "samples.jsonl"

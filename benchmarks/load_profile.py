@@ -25,34 +25,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metahuman_lib.demo import MARKER_NAME, write_demo_profile
+from _profile_cache import cached_profile, warm_page_cache
+
 from metahuman_lib.memory import load_memories
 from metahuman_lib.profile import Profile
-
-CACHE = Path(__file__).resolve().parent / ".cache"
-
-
-def _profile(memories: int) -> Profile:
-    """The cached benchmark profile, written on first use (about a minute for 100k)."""
-    root = CACHE / f"load-{memories}"
-    profile = Profile(root, "bench")
-    if not (profile.profile_dir / MARKER_NAME).is_file():
-        print(f"building a {memories}-memory profile under {root} (once) ...", flush=True)
-        started = time.perf_counter()
-        months = max(6, memories // 2500)
-        write_demo_profile(root, "bench", memories=memories, months=months, seed=0, overwrite=True)
-        print(f"built in {time.perf_counter() - started:.1f} s", flush=True)
-    return profile
-
-
-def _warm(profile: Profile) -> int:
-    """Read every file once so the timed loads hit the page cache; return the byte count."""
-    total = 0
-    for folder, _dirs, files in os.walk(profile.episodic_dir):
-        for name in files:
-            with open(os.path.join(folder, name), "rb") as handle:
-                total += len(handle.read())
-    return total
 
 
 def _floor(profile: Profile) -> tuple[float, float]:
@@ -75,8 +51,8 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    profile = _profile(args.memories)
-    size = _warm(profile)
+    profile = cached_profile(args.memories)
+    size = warm_page_cache(profile)
     times, cpu_times = [], []
     for _ in tqdm(range(args.repeat), desc="timed loads", leave=False):
         gc.collect()
