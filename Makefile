@@ -25,7 +25,7 @@ demo: venv
 	$(VENV)/bin/metahuman demo --root $(DEMO_ROOT)
 
 bench: venv
-	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+	for script in benchmarks/[!_]*.py; do $(PY) $$script || exit 1; done
 
 lint: venv
 	$(VENV)/bin/ruff check metahuman_lib tests
