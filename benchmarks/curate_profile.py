@@ -26,6 +26,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+tqdm.monitor_interval = 0  # no monitor thread: time the stages in a process like the command's
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _profile_cache import cached_profile, warm_page_cache

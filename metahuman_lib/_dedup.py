@@ -243,6 +243,60 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (len(set_a) + len(set_b) - inter)
 
 
+@dataclass(frozen=True)
+class Fingerprints:
+    """What deduplication needs of each text, computed text by text (so shards of a list can be
+    fingerprinted apart, in parallel, and joined with :func:`join_fingerprints`).
+
+    Attributes:
+        keys: one order-sensitive 64-bit key per text (0 for a text without words).
+        shingles: the 3-word shingle hashes of the texts, grouped by text.
+        docs: the text index of each shingle, ascending.
+        signatures: ``n_texts x num_perm`` MinHash signatures, or None when only exact
+            duplicates are wanted. Texts that repeat an earlier text of the same list can never
+            be kept, so their shingles and signatures (all ones) are left out.
+    """
+
+    keys: np.ndarray
+    shingles: np.ndarray
+    docs: np.ndarray
+    signatures: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.keys.size)
+
+
+def fingerprint(texts: Sequence[str], num_perm: int | None = 32) -> Fingerprints:
+    """Exact keys, shingles and MinHash signatures (``num_perm`` permutations; None: keys only)."""
+    n_texts = len(texts)
+    words, docs = _word_hashes(texts)
+    keys = _exact_keys(words, docs, n_texts)
+    if num_perm is None:
+        return Fingerprints(keys, np.empty(0, np.uint32), np.empty(0, np.int64), None)
+    fresh = (_first_of_equal(keys) < 0) & (keys != 0)
+    in_fresh = fresh[docs]
+    words, docs = words[in_fresh], docs[in_fresh]
+    shingles = _shingles(words, docs)
+    return Fingerprints(keys, shingles, docs, minhash_signatures(shingles, docs, n_texts, num_perm))
+
+
+def join_fingerprints(parts: Sequence[Fingerprints]) -> Fingerprints:
+    """The fingerprints of consecutive lists of texts, as if of one list."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [len(part) for part in parts[:-1]])
+    signatures = None
+    if parts and all(part.signatures is not None for part in parts):
+        signatures = np.concatenate([part.signatures for part in parts])
+    return Fingerprints(
+        np.concatenate([part.keys for part in parts]) if parts else np.empty(0, np.uint64),
+        np.concatenate([part.shingles for part in parts]) if parts else np.empty(0, np.uint32),
+        np.concatenate([part.docs + offset for part, offset in zip(parts, offsets, strict=True)])
+        if parts else np.empty(0, np.int64),
+        signatures,
+    )
+
+
 def find_duplicates(texts: Sequence[str], *, threshold: float = 0.8, num_perm: int = 32) -> DedupResult:
     """Mark each text that repeats an earlier one, exactly or nearly.
 
@@ -255,19 +309,21 @@ def find_duplicates(texts: Sequence[str], *, threshold: float = 0.8, num_perm: i
     Returns:
         A :class:`DedupResult` with, for every text, the earlier text it duplicates or -1.
     """
-    n_texts = len(texts)
-    words, docs = _word_hashes(texts)
-    keys = _exact_keys(words, docs, n_texts)
+    return duplicates_of(fingerprint(texts, num_perm if threshold < 1.0 else None), threshold)
+
+
+def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
+    """Duplicates among fingerprinted texts (in priority order; see :func:`find_duplicates`)."""
+    n_texts = len(prints)
+    keys = prints.keys
     exact_of = _first_of_equal(keys)
     near_of = np.full(n_texts, -1, dtype=np.int64)
     similarity = np.zeros(n_texts, dtype=np.float64)
-    if threshold >= 1.0 or n_texts < 2:
+    if threshold >= 1.0 or n_texts < 2 or prints.signatures is None:
         return DedupResult(exact_of, near_of, similarity)
     keep = (exact_of < 0) & (keys != 0)
-    in_kept = keep[docs]
-    words, docs = words[in_kept], docs[in_kept]
-    shingles = _shingles(words, docs)
-    signatures = minhash_signatures(shingles, docs, n_texts, num_perm)
+    shingles, docs, signatures = prints.shingles, prints.docs, prints.signatures
+    num_perm = signatures.shape[1]
     bands, rows = lsh_bands(num_perm, threshold)
     pairs = _candidate_pairs(signatures, keep, bands, rows)
     if pairs.size:

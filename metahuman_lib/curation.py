@@ -29,8 +29,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from metahuman_lib._dedup import find_duplicates
+from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_fingerprints
 from metahuman_lib._gc import paused_gc
+from metahuman_lib._shards import map_shards
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -199,18 +200,41 @@ class CurationResult:
     stats: dict[str, int]
 
 
-@dataclass(slots=True)
-class _Candidate:
-    """One memory on its way to becoming a sample."""
+@dataclass
+class _Batch:
+    """The candidate samples of a range of memories, column by column, and the drops so far.
 
-    row: int
-    messages: list[dict[str, str]]
-    assistant_text: str
-    key_text: str
-    shape: str
-    scrubbed: dict[str, int]
-    filler_stripped: bool
-    words: int = 0
+    Columnar so that a batch computed by a worker process pickles quickly and batches of
+    consecutive ranges join by concatenation (:func:`_join_batches`).
+    """
+
+    rows: list[int] = field(default_factory=list)
+    messages: list[list[dict[str, str]]] = field(default_factory=list)
+    assistant: list[str] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
+    words: list[int] = field(default_factory=list)
+    scrubbed: list[dict[str, int] | None] = field(default_factory=list)
+    filler: list[bool] = field(default_factory=list)
+    drops: list[tuple[int, str, str]] = field(default_factory=list)
+    prints: Fingerprints | None = None
+
+    def take(self, indices: list[int]) -> _Batch:
+        """The candidates at ``indices`` (in that order), without drops or fingerprints."""
+        return _Batch(*([column[index] for index in indices] for column in
+                        (self.rows, self.messages, self.assistant, self.shapes, self.words,
+                         self.scrubbed, self.filler)))
+
+
+def _join_batches(parts: list[_Batch]) -> _Batch:
+    if len(parts) == 1:
+        return parts[0]
+    joined = _Batch()
+    for part in parts:
+        for name in ("rows", "messages", "assistant", "shapes", "words", "scrubbed", "filler", "drops"):
+            getattr(joined, name).extend(getattr(part, name))
+    if parts and all(part.prints is not None for part in parts):
+        joined.prints = join_fingerprints([part.prints for part in parts])
+    return joined
 
 
 def _exclusion(memory_type: str, tags: Any, metadata: dict[str, Any]) -> str | None:
@@ -381,25 +405,28 @@ def _owner_stats(shaped: _Shaped, scrubbed: dict[int, dict[str, int]],
     return kinds, {int(owner_of[index]) for index in stripped}
 
 
-def _candidates(shaped: _Shaped, options: CurationOptions) -> list[_Candidate]:
-    """Group the cleaned turn texts back into one candidate sample per memory."""
+def _candidates(shaped: _Shaped, options: CurationOptions) -> tuple[_Batch, list[str]]:
+    """Group the cleaned turn texts back into one candidate sample per memory; also return each
+    candidate's dedup text (what the person authored)."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
     kinds, filler = _owner_stats(shaped, scrubbed, stripped)
     all_turns = zip(shaped.roles, texts, strict=True)
-    per_memory = zip(shaped.rows, shaped.shapes, shaped.real_prompt, shaped.systems,
-                     shaped.turn_counts, strict=True)
-    out = []
-    for index, (row, shape, real_prompt, system, count) in enumerate(per_memory):
+    per_memory = zip(shaped.rows, shaped.real_prompt, shaped.systems, shaped.turn_counts, strict=True)
+    batch = _Batch(rows=shaped.rows, shapes=shaped.shapes)
+    key_texts = []
+    for index, (row, real_prompt, system, count) in enumerate(per_memory):
         turns = [turn for turn in islice(all_turns, count) if turn[1]]
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
         messages = [{"role": "system", "content": system}]
         messages += [{"role": role, "content": text} for role, text in turns]
-        authored = [text for _, text in turns] if real_prompt else assistant
-        out.append(_Candidate(row, messages, "\n\n".join(assistant), "\n".join(authored), shape,
-                              kinds.get(index, {}), index in filler))
-    return out
+        batch.messages.append(messages)
+        batch.assistant.append("\n\n".join(assistant))
+        key_texts.append("\n".join([text for _, text in turns] if real_prompt else assistant))
+        batch.scrubbed.append(kinds.get(index))
+        batch.filler.append(index in filler)
+    return batch, key_texts
 
 
 def _default_username(memories: pd.DataFrame) -> str:
@@ -440,11 +467,27 @@ def _build_samples(memories: pd.DataFrame, options: CurationOptions) -> Curation
     username = options.username or _default_username(ordered)
     systems = {mode: system_prompt(username, mode) for mode in MODES}
     parents = _parent_texts(ordered) if len(ordered) else {}
+    columns = [ordered[name].tolist() for name in
+               ("type", "mode", "content", "response", "tags", "metadata")]
+
+    def curate_range(start: int, stop: int) -> _Batch:
+        return _curate_rows([column[start:stop] for column in columns], start, options, systems,
+                            parents)
+
+    batch = _join_batches(map_shards(curate_range, len(ordered)))
+    kept = _drop_duplicates(batch, ordered, options)
+    return CurationResult(_samples_frame(kept, ordered), _dropped_frame(batch.drops, ordered),
+                          _stats(len(ordered), kept, batch.drops))
+
+
+def _curate_rows(columns: list[list[Any]], first_row: int, options: CurationOptions,
+                 systems: dict[str, str], parents: dict[str, str]) -> _Batch:
+    """The candidate samples and drops of consecutive memories (rows from ``first_row`` on),
+    fingerprinted for deduplication: everything about a memory that needs no other memory."""
     drops: list[tuple[int, str, str]] = []
     shaped = _Shaped()
-    columns = (ordered[name].tolist() for name in
-               ("type", "mode", "content", "response", "tags", "metadata"))
-    for row, (mtype, mode, content, response, tags, meta) in enumerate(zip(*columns, strict=True)):
+    for row, (mtype, mode, content, response, tags, meta) in enumerate(zip(*columns, strict=True),
+                                                                      start=first_row):
         meta = meta if isinstance(meta, dict) else {}
         excluded = _exclusion(mtype, tags, meta)
         if excluded is not None and excluded not in options.include:
@@ -456,53 +499,59 @@ def _build_samples(memories: pd.DataFrame, options: CurationOptions) -> Curation
         parent = parents.get(meta.get("parentEventId")) if parents else None
         shape, turns, real_prompt = _shape(mtype, content, response, meta, parent)
         shaped.add(row, shape, turns, real_prompt, systems.get(mode, systems["emulation"]))
-    candidates = _candidates(shaped, options)
-    kept = _drop_short(candidates, options, drops)
-    kept = _drop_duplicates(kept, ordered, options, drops)
-    return CurationResult(_samples_frame(kept, ordered), _dropped_frame(drops, ordered),
-                          _stats(len(ordered), kept, drops))
+    batch, key_texts = _candidates(shaped, options)
+    keep = _long_enough(batch, options, drops)
+    if len(keep) < len(batch.rows):
+        key_texts = [key_texts[index] for index in keep]
+        batch = batch.take(keep)
+    batch.drops = drops
+    if options.dedup:
+        batch.prints = fingerprint(key_texts, options.num_perm if options.near_dup_threshold < 1.0
+                                   else None)
+    return batch
 
 
-def _drop_short(candidates: list[_Candidate], options: CurationOptions,
-                drops: list[tuple[int, str, str]]) -> list[_Candidate]:
-    kept = []
-    for candidate in candidates:
-        words = candidate.words = len(candidate.assistant_text.split())
+def _long_enough(batch: _Batch, options: CurationOptions,
+                 drops: list[tuple[int, str, str]]) -> list[int]:
+    """Count each candidate's words; drop the empty and too short ones; the indices kept."""
+    keep = []
+    for index, (row, text) in enumerate(zip(batch.rows, batch.assistant, strict=True)):
+        words = len(text.split())
+        batch.words.append(words)
         if words == 0:
-            drops.append((candidate.row, "empty_text", "no answer text left after cleaning"))
+            drops.append((row, "empty_text", "no answer text left after cleaning"))
         elif words < options.min_words:
-            drops.append((candidate.row, "too_short",
+            drops.append((row, "too_short",
                           f"{words} word{'s' if words != 1 else ''}, minimum {options.min_words}"))
         else:
-            kept.append(candidate)
-    return kept
+            keep.append(index)
+    return keep
 
 
-def _drop_duplicates(candidates: list[_Candidate], ordered: pd.DataFrame, options: CurationOptions,
-                     drops: list[tuple[int, str, str]]) -> list[_Candidate]:
-    if not options.dedup or len(candidates) < 2:
-        return candidates
-    found = find_duplicates([c.key_text for c in candidates], threshold=options.near_dup_threshold,
-                            num_perm=options.num_perm)
+def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOptions) -> _Batch:
+    """The candidates that repeat no earlier one; the others become drops of ``batch``."""
+    if not options.dedup or len(batch.rows) < 2 or batch.prints is None:
+        return batch
+    found = duplicates_of(batch.prints, threshold=options.near_dup_threshold)
     ids = ordered["id"].tolist()
-    kept = []
-    for index, candidate in enumerate(candidates):
-        exact, near = found.exact_of[index], found.near_of[index]
+    rows, drops = batch.rows, batch.drops
+    keep = []
+    for index, (exact, near) in enumerate(zip(found.exact_of.tolist(), found.near_of.tolist(),
+                                              strict=True)):
         if exact >= 0:
-            drops.append((candidate.row, "exact_duplicate",
-                          f"same words as {ids[candidates[exact].row]}"))
+            drops.append((rows[index], "exact_duplicate", f"same words as {ids[rows[exact]]}"))
         elif near >= 0:
-            drops.append((candidate.row, "near_duplicate",
-                          f"Jaccard {found.near_similarity[index]:.2f} with {ids[candidates[near].row]}"))
+            drops.append((rows[index], "near_duplicate",
+                          f"Jaccard {found.near_similarity[index]:.2f} with {ids[rows[near]]}"))
         else:
-            kept.append(candidate)
-    return kept
+            keep.append(index)
+    return batch.take(keep)
 
 
-def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFrame:
-    if not kept:
+def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:
+    if not kept.rows:
         return empty_samples()
-    rows = np.fromiter((c.row for c in kept), dtype=np.int64, count=len(kept))
+    rows = np.array(kept.rows, dtype=np.int64)
     base = ordered.iloc[rows]
     ids = base["id"].astype(str).tolist()
     seen: Counter[str] = Counter()
@@ -510,7 +559,6 @@ def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFram
     for memory_id in ids:
         seen[memory_id] += 1
         sample_ids.append(memory_id if seen[memory_id] == 1 else f"{memory_id}#{seen[memory_id]}")
-    assistant = [c.assistant_text for c in kept]
     frame = pd.DataFrame({
         "sample_id": pd.Series(sample_ids, dtype=object),
         "memory_id": pd.Series(ids, dtype=object),
@@ -518,9 +566,9 @@ def _samples_frame(kept: list[_Candidate], ordered: pd.DataFrame) -> pd.DataFram
         "type": pd.Series(base["type"].astype(str).tolist(), dtype=object),
         "mode": pd.Series(base["mode"].astype(str).tolist(), dtype=object),
         "mode_source": pd.Series(base["mode_source"].astype(str).tolist(), dtype=object),
-        "messages": pd.Series([c.messages for c in kept], dtype=object),
-        "assistant_text": pd.Series(assistant, dtype=object),
-        "word_count": np.fromiter((c.words for c in kept), dtype=np.int64, count=len(kept)),
+        "messages": pd.Series(kept.messages, dtype=object),
+        "assistant_text": pd.Series(kept.assistant, dtype=object),
+        "word_count": np.array(kept.words, dtype=np.int64),
     }, columns=list(SAMPLE_COLUMNS))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame
@@ -540,19 +588,19 @@ def _dropped_frame(drops: list[tuple[int, str, str]], ordered: pd.DataFrame) -> 
     })
 
 
-def _stats(total: int, kept: list[_Candidate], drops: list[tuple[int, str, str]]) -> dict[str, int]:
+def _stats(total: int, kept: _Batch, drops: list[tuple[int, str, str]]) -> dict[str, int]:
     reasons = Counter(reason for _, reason, _ in drops)
     scrubbed: Counter[str] = Counter()
-    for candidate in kept:
-        if candidate.scrubbed:  # few are; Counter.update costs a call even when empty
-            scrubbed.update(candidate.scrubbed)
-    shapes = Counter(candidate.shape for candidate in kept)
-    stats = {"memories": total, "kept": len(kept)}
+    for counts in kept.scrubbed:
+        if counts:  # few are; Counter.update costs a call even when empty
+            scrubbed.update(counts)
+    shapes = Counter(kept.shapes)
+    stats = {"memories": total, "kept": len(kept.rows)}
     stats.update({f"dropped_{reason}": reasons.get(reason, 0) for reason in DROP_REASONS})
     stats["duplicates_exact"] = reasons.get("exact_duplicate", 0)
     stats["duplicates_near"] = reasons.get("near_duplicate", 0)
     stats.update({f"scrubbed_{kind}": scrubbed.get(kind, 0) for kind in SCRUB_KINDS})
     stats["scrubbed_total"] = sum(scrubbed.values())
-    stats["filler_stripped"] = sum(1 for candidate in kept if candidate.filler_stripped)
+    stats["filler_stripped"] = sum(kept.filler)
     stats.update({f"shape_{shape}": shapes.get(shape, 0) for shape in SHAPES})
     return stats

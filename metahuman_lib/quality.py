@@ -10,7 +10,6 @@ reason in words, and :func:`require_gates` turns a failure into a :class:`Pipeli
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from metahuman_lib.errors import ConfigError, PipelineStepError
 from metahuman_lib.memory import LoadReport, load_memories
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
-from metahuman_lib.text_rules import SCRUB_KINDS, filler_phrases_in
+from metahuman_lib.text_rules import SCRUB_KINDS, texts_with_filler
 
 SHORT_MAX_WORDS = 40
 LONG_MIN_WORDS = 101
@@ -118,6 +117,22 @@ def _histogram(word_counts: np.ndarray) -> tuple[tuple[str, int], ...]:
     return tuple((label, int(count)) for label, count in zip(labels, counts, strict=True))
 
 
+def _word_counts(samples: pd.DataFrame) -> np.ndarray:
+    """Words per sample: the ``word_count`` column (the samples-table contract: the words of
+    ``assistant_text``), or the text split on whitespace for a table without it."""
+    if "word_count" in samples:
+        return samples["word_count"].to_numpy(dtype=np.int64)
+    texts = samples["assistant_text"].tolist()
+    return np.fromiter((len(text.split()) for text in texts), dtype=np.int64, count=len(texts))
+
+
+def _month_counts(timestamps: pd.Series) -> dict[str, int]:
+    """Samples per UTC month ``YYYY-MM``, in calendar order."""
+    stamps = pd.DatetimeIndex(timestamps).tz_convert("UTC").tz_localize(None)
+    months, counts = np.unique(stamps.to_numpy().astype("datetime64[M]"), return_counts=True)
+    return dict(zip(np.datetime_as_string(months, unit="M").tolist(), counts.tolist(), strict=True))
+
+
 def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = None) -> QualityMetrics:
     """Measure a samples table the way MetaHuman OS does (spec section 3).
 
@@ -128,21 +143,16 @@ def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = Non
     Returns:
         The :class:`QualityMetrics`; every count is exact, every percentage one decimal.
     """
-    texts = samples["assistant_text"].tolist()
-    words = np.fromiter((len(text.split()) for text in texts), dtype=np.int64, count=len(texts))
-    total = len(texts)
+    words = _word_counts(samples)
+    total = len(words)
     short = int((words <= SHORT_MAX_WORDS).sum())
     long = int((words >= LONG_MIN_WORDS).sum())
     medium = total - short - long
-    phrase_counts: Counter[str] = Counter()
-    filler = 0
-    for text in texts:
-        found = filler_phrases_in(text)
-        if found:
-            filler += 1
-            phrase_counts.update(found)
+    with_phrase = texts_with_filler(samples["assistant_text"].tolist())
+    phrase_counts = {phrase: len(found) for phrase, found in with_phrase.items() if len(found)}
+    filler = len(set().union(*with_phrase.values()))
     modes = {mode: int((samples["mode"] == mode).sum()) for mode in MODES}
-    months = Counter(pd.DatetimeIndex(samples["timestamp"]).strftime("%Y-%m")) if total else Counter()
+    months = _month_counts(samples["timestamp"]) if total else {}
     stats = dict(stats or {})
     return QualityMetrics(
         total=total, short=short, medium=medium, long=long,
@@ -150,7 +160,7 @@ def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = Non
         long_pct=percent(long, total), filler=filler, filler_pct=percent(filler, total),
         avg_words=_mean_one_decimal(int(words.sum()), total),
         modes=modes, mode_pct={mode: percent(count, total) for mode, count in modes.items()},
-        per_month=dict(sorted(months.items())),
+        per_month=months,
         length_histogram=_histogram(words),
         top_fillers=tuple(sorted(phrase_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
         memories=int(stats.get("memories", 0)),

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -53,29 +54,46 @@ def empty_samples() -> pd.DataFrame:
     return frame
 
 
-def sample_record(row: Any) -> dict[str, Any]:
-    """The JSONL record of one samples-table row (a ``DataFrame.itertuples`` row or a mapping)."""
-    get = row.get if isinstance(row, dict) else lambda key: getattr(row, key)
-    timestamp = pd.Timestamp(get("timestamp")).tz_convert("UTC")
-    metadata = {key: get(key) for key in _METADATA_COLUMNS}
-    metadata["timestamp"] = timestamp.isoformat().replace("+00:00", "Z")
-    return {"messages": list(get("messages")), "metadata": metadata}
+def _iso_utc(stamp: pd.Timestamp) -> str:
+    return stamp.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def iso_timestamps(timestamps: pd.Series) -> list[str]:
+    """Each UTC timestamp as the record writes it: ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``.
+
+    The same text as ``pd.Timestamp.isoformat`` (microseconds only when there are any,
+    nanoseconds only when there are any), formatted for the whole column at once.
+    """
+    stamps = pd.DatetimeIndex(timestamps).tz_convert("UTC")
+    nanos = stamps.as_unit("ns").asi8
+    texts = np.datetime_as_string(nanos.view("datetime64[ns]"), unit="us").tolist()
+    whole_second = (nanos % 1_000_000_000 == 0).tolist()
+    sub_micro = np.flatnonzero(nanos % 1000).tolist()
+    out = [text[:-7] + "Z" if whole else text + "Z" for text, whole in zip(texts, whole_second, strict=True)]
+    for index in sub_micro:
+        out[index] = _iso_utc(stamps[index])
+    return out
 
 
 def iter_records(samples: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """JSONL records for every row of a samples table, in row order."""
-    for row in samples.itertuples(index=False):
-        yield sample_record(row)
+    columns = [samples[key].tolist() for key in ("messages", *_METADATA_COLUMNS)]
+    rows = zip(*columns, iso_timestamps(samples["timestamp"]), strict=True)
+    for messages, sample_id, memory_id, memory_type, mode, mode_source, timestamp in rows:
+        yield {"messages": list(messages),
+               "metadata": {"sample_id": sample_id, "memory_id": memory_id, "type": memory_type,
+                            "mode": mode, "mode_source": mode_source, "timestamp": timestamp}}
 
 
 def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
     """Write a samples table as JSONL (one sample per line, stable key order); return the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     count = 0
     with open(path, "wb") as handle:
         for record in iter_records(samples):
-            handle.write(orjson.dumps(record) + b"\n")
+            handle.write(dumps(record, option=newline))
             count += 1
     return count
 

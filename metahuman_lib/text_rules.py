@@ -261,3 +261,39 @@ def filler_phrases_in(text: str) -> list[str]:
     """The :data:`FILLER_PHRASES` that occur in ``text`` (substring match, as the spec says)."""
     lowered = text.lower().replace("’", "'")
     return [phrase for phrase in FILLER_PHRASES if phrase in lowered]
+
+
+_FOLDS_TO_ASCII = {"\u0130": "\u0130".lower(), "\u212a": "k"}
+"""The only characters whose lowercase holds ASCII letters (İ -> i + combining dot, Kelvin -> k)."""
+
+
+def texts_with_filler(texts: list[str]) -> dict[str, list[int]]:
+    """For each of :data:`FILLER_PHRASES`, the indices of the texts that contain it, ascending.
+
+    The same answer as :func:`filler_phrases_in` on every text, found with one fast byte search
+    per phrase over all texts at once (joined by NUL, UTF-8, ASCII-lowercased), which is many
+    times faster for a whole dataset. The phrases are ASCII, so folding ASCII letters (and the
+    two characters that lowercase to ASCII letters) finds exactly what ``str.lower`` would.
+    """
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != max(0, len(texts) - 1):  # a text holds NUL: check one by one
+        found: dict[str, list[int]] = {phrase: [] for phrase in FILLER_PHRASES}
+        for index, text in enumerate(texts):
+            for phrase in filler_phrases_in(text):
+                found[phrase].append(index)
+        return found
+    for special, folded in _FOLDS_TO_ASCII.items():
+        if special in joined:
+            joined = joined.replace(special, folded)
+    data = joined.encode("utf-8", "surrogatepass").lower().replace("’".encode(), b"'")
+    separators = [match.start() for match in re.finditer(b"\x00", data)] + [len(data)]
+    result = {}
+    for phrase in FILLER_PHRASES:
+        needle, owners = phrase.encode(), []
+        start = data.find(needle)
+        while start >= 0:  # one search per text that holds the phrase: skip to the next text
+            owner = bisect_left(separators, start)
+            owners.append(owner)
+            start = data.find(needle, separators[owner] + 1)
+        result[phrase] = owners
+    return result

@@ -1,0 +1,179 @@
+"""Run one function over contiguous shards of a range on every core, with forked workers.
+
+Why: loading and curating a profile is per-memory Python work, and the GIL keeps it on one
+core. Forked workers see the parent's data without copying it in (copy-on-write), so only
+their results travel back, pickled through a pipe; the parent computes the first shard itself.
+
+Safety: a worker runs only our pure computation, pickles and writes; it never logs or prints,
+and leaves with ``os._exit``. Forking a process that has other threads (a Jupyter kernel's) is
+safe for such a worker unless a lock it needs was held at the fork; so the parent never waits
+for a worker forever: a worker that fails in any way (an exception, a crash, being killed, or
+no result well after the parent finished the same amount of work) is stopped and its shard is
+computed again in the parent, where an exception then surfaces normally. Results are the same
+whichever way the shards ran. Forking is used on Linux only, for inputs worth it, and never
+with ``METAHUMAN_WORKERS=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import signal
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Generic, TypeVar
+
+R = TypeVar("R")
+
+WORKERS_ENV = "METAHUMAN_WORKERS"
+MIN_SHARD = 5000
+"""Below this many items per shard, a fork and a pickled result cost more than they save."""
+PATIENCE = 10.0
+"""A worker gets this many times the parent's own time for a shard (plus :data:`GRACE_S`)."""
+GRACE_S = 10.0
+WORKER_OVERHEAD = 0.15
+"""A worker also pickles its result and the parent unpickles it, at about this fraction of
+the shard's work; so the parent's own shard is that much larger and all finish together."""
+
+_log = logging.getLogger(__name__)
+
+
+def worker_count() -> int:
+    """The cores this process may use, or ``$METAHUMAN_WORKERS`` when set (1 turns forking off)."""
+    configured = os.environ.get(WORKERS_ENV, "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            _log.warning("ignoring %s=%r: not a whole number", WORKERS_ENV, configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def shard_bounds(total: int, shards: int, first_weight: float = 1.0) -> list[tuple[int, int]]:
+    """``shards`` contiguous ``(start, stop)`` ranges covering ``range(total)``; the first is
+    ``first_weight`` times as large as each of the others (which differ by at most one)."""
+    shards = max(1, min(shards, total))
+    if shards == 1:
+        return [(0, total)]
+    first = round(total * first_weight / (first_weight + shards - 1))
+    first = min(total - (shards - 1), max(1, first))
+    rest = total - first
+    edges = [0] + [first + rest * index // (shards - 1) for index in range(shards)]
+    return list(pairwise(edges))
+
+
+def map_shards(func: Callable[[int, int], R], total: int, *, min_shard: int | None = None) -> list[R]:
+    """``[func(start, stop) for each shard of range(total)]``, the shards run on all cores.
+
+    Args:
+        func: computes one shard's result from its ``(start, stop)``; it reads its inputs from
+            data that exists before the call (the workers inherit it), and its result must pickle.
+        total: the number of items to split.
+        min_shard: the fewest items worth a worker of their own (default :data:`MIN_SHARD`).
+
+    Returns:
+        The shards' results in range order.
+    """
+    shards = 1
+    if sys.platform == "linux" and hasattr(os, "fork"):
+        shards = min(worker_count(), total // max(1, min_shard or MIN_SHARD))
+    bounds = shard_bounds(total, max(1, shards), first_weight=1.0 + WORKER_OVERHEAD)
+    workers = [_Worker(func, start, stop) for start, stop in bounds[1:]]
+    try:
+        started = time.monotonic()
+        results = [func(*bounds[0])]
+        deadline = time.monotonic() + PATIENCE * (time.monotonic() - started) + GRACE_S
+        results += [worker.result(deadline) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.stop()
+    return results
+
+
+class _Worker(Generic[R]):
+    """A forked process that computes one shard and writes its pickled result to a pipe."""
+
+    def __init__(self, func: Callable[[int, int], R], start: int, stop: int) -> None:
+        self.func, self.start, self.stop_at = func, start, stop
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():  # Python >= 3.12 warns about forking with threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the worker: it never returns into the parent's code
+            os.close(read_end)
+            os._exit(_run_in_worker(func, start, stop, write_end))
+        os.close(write_end)
+        self.pid: int | None = pid
+        self.read_end: int | None = read_end
+
+    def result(self, deadline: float) -> R:
+        """The worker's result; when it failed or missed ``deadline``, the shard computed here."""
+        payload = self._read(deadline)
+        outcome, value = "failed", "no result in time"
+        if payload is not None:
+            status = self._wait()
+            outcome, value = "failed", f"exit status {status}"
+            if status == 0 and payload:
+                try:
+                    outcome, value = pickle.loads(payload)
+                except Exception:  # noqa: BLE001 - a truncated pickle counts as a failed worker
+                    outcome, value = "failed", "unreadable result"
+        self.stop()
+        if outcome == "ok":
+            return value
+        _log.warning("worker for items %d-%d failed (%s); computing them in the main process",
+                     self.start, self.stop_at, value)
+        return self.func(self.start, self.stop_at)
+
+    def _read(self, deadline: float) -> bytes | None:
+        """Everything the worker wrote, or None when it was not finished by ``deadline``."""
+        chunks = []
+        poller = select.poll()
+        poller.register(self.read_end, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                return None
+            chunk = os.read(self.read_end, 1 << 22)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+    def _wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return status
+
+    def stop(self) -> None:
+        """Close the pipe; kill and reap the worker unless it was already reaped."""
+        if self.read_end is not None:
+            os.close(self.read_end)
+            self.read_end = None
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                self._wait()
+            except (ChildProcessError, ProcessLookupError):
+                self.pid = None
+
+
+def _run_in_worker(func: Callable[[int, int], R], start: int, stop: int, write_end: int) -> int:
+    """The worker's whole life: compute, pickle, write; the exit status (never raises)."""
+    try:
+        try:
+            payload = pickle.dumps(("ok", func(start, stop)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # noqa: BLE001 - reported; the parent computes it again
+            payload = pickle.dumps(("failed", f"{type(exc).__name__}: {exc}"))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        return 0
+    except BaseException:  # noqa: BLE001 - a short pipe tells the parent to compute it again
+        return 1
