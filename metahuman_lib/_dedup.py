@@ -245,25 +245,39 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Fingerprints:
-    """What deduplication needs of each text, computed text by text (so shards of a list can be
-    fingerprinted apart, in parallel, and joined with :func:`join_fingerprints`).
+    """What deduplication needs of each text, computed text by text: so shards of a list can be
+    fingerprinted apart (in parallel), joined (:func:`join_fingerprints`) and put in priority
+    order (:meth:`take`) without moving any shingle.
 
     Attributes:
         keys: one order-sensitive 64-bit key per text (0 for a text without words).
-        shingles: the 3-word shingle hashes of the texts, grouped by text.
-        docs: the text index of each shingle, ascending.
         signatures: ``n_texts x num_perm`` MinHash signatures, or None when only exact
-            duplicates are wanted. Texts that repeat an earlier text of the same list can never
-            be kept, so their shingles and signatures (all ones) are left out.
+            duplicates are wanted.
+        shingles: the 3-word shingle hashes of all texts, each text's in one run.
+        starts, lengths: where each text's run of ``shingles`` is.
+
+    A text with the same words as an earlier text of the list shares that text's run of
+    shingles and its signature (they would be equal), so they are computed once.
     """
 
     keys: np.ndarray
-    shingles: np.ndarray
-    docs: np.ndarray
     signatures: np.ndarray | None
+    shingles: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
 
     def __len__(self) -> int:
         return int(self.keys.size)
+
+    def take(self, indices: np.ndarray) -> Fingerprints:
+        """The fingerprints of the texts at ``indices``, in that order."""
+        signatures = None if self.signatures is None else self.signatures[indices]
+        return Fingerprints(self.keys[indices], signatures, self.shingles, self.starts[indices],
+                            self.lengths[indices])
+
+    def shingles_of(self, text: int) -> np.ndarray:
+        start = self.starts[text]
+        return self.shingles[start : start + self.lengths[text]]
 
 
 def fingerprint(texts: Sequence[str], num_perm: int | None = 32) -> Fingerprints:
@@ -272,28 +286,36 @@ def fingerprint(texts: Sequence[str], num_perm: int | None = 32) -> Fingerprints
     words, docs = _word_hashes(texts)
     keys = _exact_keys(words, docs, n_texts)
     if num_perm is None:
-        return Fingerprints(keys, np.empty(0, np.uint32), np.empty(0, np.int64), None)
-    fresh = (_first_of_equal(keys) < 0) & (keys != 0)
-    in_fresh = fresh[docs]
+        nothing = np.zeros(n_texts, dtype=np.int64)
+        return Fingerprints(keys, None, np.empty(0, np.uint32), nothing, nothing)
+    first = _first_of_equal(keys)
+    in_fresh = (first < 0)[docs]
     words, docs = words[in_fresh], docs[in_fresh]
     shingles = _shingles(words, docs)
-    return Fingerprints(keys, shingles, docs, minhash_signatures(shingles, docs, n_texts, num_perm))
+    starts = np.searchsorted(docs, np.arange(n_texts))
+    lengths = np.bincount(docs, minlength=n_texts).astype(np.int64)
+    signatures = minhash_signatures(shingles, docs, n_texts, num_perm)
+    repeats = np.flatnonzero(first >= 0)  # the same words: share the first one's shingles
+    starts[repeats], lengths[repeats] = starts[first[repeats]], lengths[first[repeats]]
+    signatures[repeats] = signatures[first[repeats]]
+    return Fingerprints(keys, signatures, shingles, starts, lengths)
 
 
 def join_fingerprints(parts: Sequence[Fingerprints]) -> Fingerprints:
     """The fingerprints of consecutive lists of texts, as if of one list."""
     if len(parts) == 1:
         return parts[0]
-    offsets = np.cumsum([0] + [len(part) for part in parts[:-1]])
+    offsets = np.cumsum([0] + [part.shingles.size for part in parts[:-1]])
     signatures = None
     if parts and all(part.signatures is not None for part in parts):
         signatures = np.concatenate([part.signatures for part in parts])
     return Fingerprints(
         np.concatenate([part.keys for part in parts]) if parts else np.empty(0, np.uint64),
-        np.concatenate([part.shingles for part in parts]) if parts else np.empty(0, np.uint32),
-        np.concatenate([part.docs + offset for part, offset in zip(parts, offsets, strict=True)])
-        if parts else np.empty(0, np.int64),
         signatures,
+        np.concatenate([part.shingles for part in parts]) if parts else np.empty(0, np.uint32),
+        np.concatenate([part.starts + offset for part, offset in zip(parts, offsets, strict=True)])
+        if parts else np.empty(0, np.int64),
+        np.concatenate([part.lengths for part in parts]) if parts else np.empty(0, np.int64),
     )
 
 
@@ -322,7 +344,7 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
     if threshold >= 1.0 or n_texts < 2 or prints.signatures is None:
         return DedupResult(exact_of, near_of, similarity)
     keep = (exact_of < 0) & (keys != 0)
-    shingles, docs, signatures = prints.shingles, prints.docs, prints.signatures
+    signatures = prints.signatures
     num_perm = signatures.shape[1]
     bands, rows = lsh_bands(num_perm, threshold)
     pairs = _candidate_pairs(signatures, keep, bands, rows)
@@ -331,10 +353,9 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
         pairs = pairs[agree >= max(0.0, threshold - _AGREEMENT_SLACK)]
     refined = np.zeros(0)
     if pairs.size:
-        refined = _refined_agreement(pairs, shingles, docs, n_texts)
+        refined = _refined_agreement(pairs, prints)
         keep_pair = refined >= threshold - _REFINED_SLACK
         pairs, refined = pairs[keep_pair], refined[keep_pair]
-    bounds = np.searchsorted(docs, np.arange(n_texts + 1))
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
     for (later, earlier), estimate in zip(pairs[order].tolist(), refined[order].tolist(), strict=True):
         if near_of[later] >= 0:
@@ -342,24 +363,24 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
         if estimate >= threshold + _SURE_MARGIN:
             score = estimate
         else:
-            score = _jaccard(shingles[bounds[later] : bounds[later + 1]],
-                             shingles[bounds[earlier] : bounds[earlier + 1]])
+            score = _jaccard(prints.shingles_of(later), prints.shingles_of(earlier))
         if score >= threshold:
             near_of[later], similarity[later] = earlier, score
     return DedupResult(exact_of, near_of, similarity)
 
 
-def _refined_agreement(pairs: np.ndarray, shingles: np.ndarray, docs: np.ndarray,
-                       n_texts: int) -> np.ndarray:
+def _refined_agreement(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
     """MinHash agreement of each candidate pair with :data:`_REFINED_PERM` permutations.
 
     Computed only over the shingles of texts that appear in a candidate pair, so the sharper
     estimate costs little, and only the pairs it keeps get the exact (per-pair) Jaccard.
     """
-    involved = np.zeros(n_texts, dtype=bool)
-    involved[pairs.ravel()] = True
-    mask = involved[docs]
-    signatures = minhash_signatures(shingles[mask], docs[mask], n_texts, _REFINED_PERM)
+    involved = np.unique(pairs.ravel())
+    lengths = prints.lengths[involved]
+    docs = np.repeat(involved, lengths)
+    run_start = np.repeat(prints.starts[involved] - (np.cumsum(lengths) - lengths), lengths)
+    shingles = prints.shingles[run_start + np.arange(docs.size)]
+    signatures = minhash_signatures(shingles, docs, len(prints), _REFINED_PERM)
     return (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
 
 

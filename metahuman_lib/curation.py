@@ -22,7 +22,9 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from itertools import islice
+from datetime import datetime
+from itertools import islice, pairwise
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,8 @@ from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.errors import ConfigError
+from metahuman_lib.memory import MEMORY_COLUMNS, LoadReport, load_memories_with
+from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
     SCRUB_KINDS,
@@ -202,10 +206,14 @@ class CurationResult:
 
 @dataclass
 class _Batch:
-    """The candidate samples of a range of memories, column by column, and the drops so far.
+    """Candidate samples of some memories, column by column, with the drops so far.
 
-    Columnar so that a batch computed by a worker process pickles quickly and batches of
-    consecutive ranges join by concatenation (:func:`_join_batches`).
+    Columnar so that a batch computed by a worker process pickles quickly and batches join by
+    concatenation. ``rows`` (and the rows in ``drops`` and ``deferred``) are memory indices:
+    into the memories table, or into a worker's rows until :func:`_load_and_curate` maps them.
+    ``messages`` hold no system message yet (:func:`_finish` adds it, once the username is
+    known). ``deferred`` lists tool calls whose instruction is the text of another memory, so
+    they are shaped once all memories are loaded.
     """
 
     rows: list[int] = field(default_factory=list)
@@ -216,13 +224,17 @@ class _Batch:
     scrubbed: list[dict[str, int] | None] = field(default_factory=list)
     filler: list[bool] = field(default_factory=list)
     drops: list[tuple[int, str, str]] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
     prints: Fingerprints | None = None
 
     def take(self, indices: list[int]) -> _Batch:
-        """The candidates at ``indices`` (in that order), without drops or fingerprints."""
-        return _Batch(*([column[index] for index in indices] for column in
-                        (self.rows, self.messages, self.assistant, self.shapes, self.words,
-                         self.scrubbed, self.filler)))
+        """The candidates at ``indices`` (in that order) and their fingerprints; no drops."""
+        taken = _Batch(*([column[index] for index in indices] for column in
+                         (self.rows, self.messages, self.assistant, self.shapes, self.words,
+                          self.scrubbed, self.filler)))
+        if self.prints is not None:
+            taken.prints = self.prints.take(np.array(indices, dtype=np.int64))
+        return taken
 
 
 def _join_batches(parts: list[_Batch]) -> _Batch:
@@ -230,7 +242,8 @@ def _join_batches(parts: list[_Batch]) -> _Batch:
         return parts[0]
     joined = _Batch()
     for part in parts:
-        for name in ("rows", "messages", "assistant", "shapes", "words", "scrubbed", "filler", "drops"):
+        for name in ("rows", "messages", "assistant", "shapes", "words", "scrubbed", "filler",
+                     "drops", "deferred"):
             getattr(joined, name).extend(getattr(part, name))
     if parts and all(part.prints is not None for part in parts):
         joined.prints = join_fingerprints([part.prints for part in parts])
@@ -347,17 +360,14 @@ class _Shaped:
     rows: list[int] = field(default_factory=list)
     shapes: list[str] = field(default_factory=list)
     real_prompt: list[bool] = field(default_factory=list)
-    systems: list[str] = field(default_factory=list)
     turn_counts: list[int] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
 
-    def add(self, row: int, shape: str, turns: list[tuple[str, str]], real_prompt: bool,
-            system: str) -> None:
+    def add(self, row: int, shape: str, turns: list[tuple[str, str]], real_prompt: bool) -> None:
         self.rows.append(row)
         self.shapes.append(shape)
         self.real_prompt.append(real_prompt)
-        self.systems.append(system)
         self.turn_counts.append(len(turns))
         for role, text in turns:
             self.roles.append(role)
@@ -411,17 +421,15 @@ def _candidates(shaped: _Shaped, options: CurationOptions) -> tuple[_Batch, list
     texts, scrubbed, stripped = _clean_texts(shaped, options)
     kinds, filler = _owner_stats(shaped, scrubbed, stripped)
     all_turns = zip(shaped.roles, texts, strict=True)
-    per_memory = zip(shaped.rows, shaped.real_prompt, shaped.systems, shaped.turn_counts, strict=True)
+    per_memory = zip(shaped.real_prompt, shaped.turn_counts, strict=True)
     batch = _Batch(rows=shaped.rows, shapes=shaped.shapes)
     key_texts = []
-    for index, (row, real_prompt, system, count) in enumerate(per_memory):
+    for index, (real_prompt, count) in enumerate(per_memory):
         turns = [turn for turn in islice(all_turns, count) if turn[1]]
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
-        messages = [{"role": "system", "content": system}]
-        messages += [{"role": role, "content": text} for role, text in turns]
-        batch.messages.append(messages)
+        batch.messages.append([{"role": role, "content": text} for role, text in turns])
         batch.assistant.append("\n\n".join(assistant))
         key_texts.append("\n".join([text for _, text in turns] if real_prompt else assistant))
         batch.scrubbed.append(kinds.get(index))
@@ -459,32 +467,96 @@ def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None
     """
     options = options or CurationOptions()
     with paused_gc():
-        return _build_samples(memories, options)
+        ordered = memories.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
+        parents = _parent_texts(ordered) if len(ordered) else {}
+        columns = [ordered[name].tolist() for name in _CURATED_COLUMNS]
+
+        def curate_range(start: int, stop: int) -> _Batch:
+            return _curate_rows([column[start:stop] for column in columns], start, options, parents)
+
+        return _finish(_join_batches(map_shards(curate_range, len(ordered))), ordered, options)
 
 
-def _build_samples(memories: pd.DataFrame, options: CurationOptions) -> CurationResult:
-    ordered = memories.sort_values(["timestamp", "id"], kind="stable", ignore_index=True)
-    username = options.username or _default_username(ordered)
-    systems = {mode: system_prompt(username, mode) for mode in MODES}
-    parents = _parent_texts(ordered) if len(ordered) else {}
-    columns = [ordered[name].tolist() for name in
-               ("type", "mode", "content", "response", "tags", "metadata")]
+def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
+                    now: datetime | None = None,
+                    ) -> tuple[pd.DataFrame, LoadReport, CurationResult]:
+    """Load a profile's memories and curate them in one pass: the same result as
+    :func:`~metahuman_lib.memory.load_memories` then :func:`build_samples`, faster, because
+    each memory is curated by the worker that read it, before the table exists.
 
-    def curate_range(start: int, stop: int) -> _Batch:
-        return _curate_rows([column[start:stop] for column in columns], start, options, systems,
-                            parents)
+    Args:
+        profile: the profile to read.
+        options: how to curate.
+        now: leave out memories after this moment (a run dated ``now`` sees only what existed
+            then); None keeps every memory.
 
-    batch = _join_batches(map_shards(curate_range, len(ordered)))
-    kept = _drop_duplicates(batch, ordered, options)
-    return CurationResult(_samples_frame(kept, ordered), _dropped_frame(batch.drops, ordered),
-                          _stats(len(ordered), kept, batch.drops))
+    Returns:
+        The memories table (as of ``now``), the load report and the :class:`CurationResult`.
+    """
+    options = options or CurationOptions()
+    indices = [MEMORY_COLUMNS.index(name) for name in _CURATED_COLUMNS]
+
+    def curate_shard(rows: list[tuple[Any, ...]]) -> _Batch:
+        columns = [list(map(itemgetter(index), rows)) for index in indices]
+        return _curate_rows(columns, 0, options, None)
+
+    memories, report, shards = load_memories_with(profile, curate_shard)
+    with paused_gc():
+        position = None
+        if now is not None:
+            present = (memories["timestamp"] <= pd.Timestamp(now)).to_numpy()
+            if not present.all():
+                memories = memories[present].reset_index(drop=True)
+                position = np.where(present, np.cumsum(present) - 1, -1)
+        batch = _join_batches([_in_table_rows(shard.value, shard.positions, position)
+                               for shard in shards])
+        batch = _curate_deferred(batch, memories, options)
+        return memories, report, _finish(batch, memories, options)
+
+
+_CURATED_COLUMNS = ("type", "mode", "content", "response", "tags", "metadata")
+
+
+def _in_table_rows(batch: _Batch, positions: np.ndarray, present: np.ndarray | None) -> _Batch:
+    """A worker's batch with its row numbers turned into memories-table rows; what belongs to
+    memories that are not in the table (a repeated id, after ``now``) is left out."""
+    if present is not None:
+        positions = np.where(positions >= 0, present[positions], -1)
+    where = positions.tolist()
+    rows = [where[row] for row in batch.rows]
+    kept = [index for index, row in enumerate(rows) if row >= 0]
+    mapped = batch.take(kept) if len(kept) < len(rows) else batch
+    mapped.rows = [rows[index] for index in kept]
+    mapped.drops = [(where[row], reason, detail) for row, reason, detail in batch.drops
+                    if where[row] >= 0]
+    mapped.deferred = [where[row] for row in batch.deferred if where[row] >= 0]
+    return mapped
+
+
+def _curate_deferred(batch: _Batch, memories: pd.DataFrame, options: CurationOptions) -> _Batch:
+    """Shape the deferred tool calls now that their parents' texts can be looked up."""
+    if not batch.deferred:
+        return batch
+    rows = sorted(batch.deferred)
+    subset = memories.iloc[rows]
+    columns = [subset[name].tolist() for name in _CURATED_COLUMNS]
+    late = _curate_rows(columns, 0, options, _parent_texts(memories))
+    late.rows = [rows[row] for row in late.rows]
+    late.drops = [(rows[row], reason, detail) for row, reason, detail in late.drops]
+    batch.deferred = []
+    return _join_batches([batch, late])
 
 
 def _curate_rows(columns: list[list[Any]], first_row: int, options: CurationOptions,
-                 systems: dict[str, str], parents: dict[str, str]) -> _Batch:
+                 parents: dict[str, str] | None) -> _Batch:
     """The candidate samples and drops of consecutive memories (rows from ``first_row`` on),
-    fingerprinted for deduplication: everything about a memory that needs no other memory."""
-    drops: list[tuple[int, str, str]] = []
+    fingerprinted for deduplication: everything about a memory that needs no other memory.
+
+    ``parents`` maps memory ids to what the person asked in them; None when unknown yet, and
+    then a tool call that takes its instruction from its parent memory is deferred.
+    """
+    batch = _Batch()
+    drops = batch.drops
     shaped = _Shaped()
     for row, (mtype, mode, content, response, tags, meta) in enumerate(zip(*columns, strict=True),
                                                                       start=first_row):
@@ -496,19 +568,46 @@ def _curate_rows(columns: list[list[Any]], first_row: int, options: CurationOpti
         if options.mode is not None and mode != options.mode:
             drops.append((row, "other_mode", f"mode {mode}, kept only {options.mode}"))
             continue
+        if parents is None and meta.get("toolName") and _needs_parent(meta):
+            batch.deferred.append(row)
+            continue
         parent = parents.get(meta.get("parentEventId")) if parents else None
         shape, turns, real_prompt = _shape(mtype, content, response, meta, parent)
-        shaped.add(row, shape, turns, real_prompt, systems.get(mode, systems["emulation"]))
-    batch, key_texts = _candidates(shaped, options)
-    keep = _long_enough(batch, options, drops)
-    if len(keep) < len(batch.rows):
+        shaped.add(row, shape, turns, real_prompt)
+    candidates, key_texts = _candidates(shaped, options)
+    keep = _long_enough(candidates, options, drops)
+    if len(keep) < len(candidates.rows):
         key_texts = [key_texts[index] for index in keep]
-        batch = batch.take(keep)
-    batch.drops = drops
+        candidates = candidates.take(keep)
+    candidates.drops, candidates.deferred = drops, batch.deferred
     if options.dedup:
-        batch.prints = fingerprint(key_texts, options.num_perm if options.near_dup_threshold < 1.0
-                                   else None)
-    return batch
+        candidates.prints = fingerprint(key_texts, options.num_perm
+                                        if options.near_dup_threshold < 1.0 else None)
+    return candidates
+
+
+def _needs_parent(metadata: dict[str, Any]) -> bool:
+    """Whether a tool call's instruction is its parent memory's text (it names a parent and
+    carries no instruction of its own)."""
+    return metadata.get("parentEventId") is not None and not any(
+        isinstance(metadata.get(key), str) and metadata[key].strip() for key in _INSTRUCTION_KEYS)
+
+
+def _finish(batch: _Batch, ordered: pd.DataFrame, options: CurationOptions) -> CurationResult:
+    """What needs all memories at once: duplicates (the earliest sample of a group is kept),
+    the system message (the default username comes from all memories), the tables, the counts."""
+    if any(later < earlier for earlier, later in pairwise(batch.rows)):  # workers' order
+        drops = batch.drops
+        batch = batch.take(sorted(range(len(batch.rows)), key=batch.rows.__getitem__))
+        batch.drops = drops
+    kept = _drop_duplicates(batch, ordered, options)
+    username = options.username or _default_username(ordered)
+    systems = {mode: system_prompt(username, mode) for mode in MODES}
+    modes = ordered["mode"].tolist()
+    kept.messages = [[{"role": "system", "content": systems.get(modes[row], systems["emulation"])},
+                      *messages] for row, messages in zip(kept.rows, kept.messages, strict=True)]
+    return CurationResult(_samples_frame(kept, ordered), _dropped_frame(batch.drops, ordered),
+                          _stats(len(ordered), kept, batch.drops))
 
 
 def _long_enough(batch: _Batch, options: CurationOptions,

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import orjson
@@ -186,6 +187,7 @@ _NUMBER_TYPES = (int, float)
 _IS_STR = str.__instancecheck__
 _MODE_SET = frozenset(MODES)
 
+T = TypeVar("T")
 Row = tuple[Any, ...]
 """One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
 
@@ -236,10 +238,12 @@ def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return data
 
 
-def _frame(data: dict[str, Any], keep: np.ndarray | None) -> pd.DataFrame:
-    """The memories table from columns: the ``keep`` rows (all when None), sorted by time, then id."""
+def _frame(data: dict[str, Any], keep: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The memories table from columns: the ``keep`` rows (all when None), sorted by time, then
+    id; and for every input row its index in the table (-1 for rows not kept)."""
+    kept = np.flatnonzero(keep) if keep is not None else np.arange(len(data["id"]))
     if keep is not None:
-        data = {name: _take(values, np.flatnonzero(keep)) for name, values in data.items()}
+        data = {name: _take(values, kept) for name, values in data.items()}
     by_time = pa.table({"timestamp": data["timestamp"], "id": data["id"]})
     order = pc.sort_indices(by_time, sort_keys=[("timestamp", "ascending"), ("id", "ascending")])
     order = order.to_numpy()
@@ -255,7 +259,9 @@ def _frame(data: dict[str, Any], keep: np.ndarray | None) -> pd.DataFrame:
             frame[name] = pd.Series(values, dtype=_STR_DTYPE)
         else:
             frame[name] = pd.Series(values, dtype=object)
-    return pd.DataFrame(frame)
+    position = np.full(len(keep) if keep is not None else len(kept), -1, dtype=np.int64)
+    position[kept[order]] = np.arange(order.size)
+    return pd.DataFrame(frame), position
 
 
 def _take(values: Any, indices: np.ndarray) -> Any:
@@ -442,8 +448,14 @@ class _Walk:
             self.skipped.append(SkippedFile(rel_prefix.rstrip("/") or ".", "unreadable",
                                             f"cannot list the folder: {exc.strerror or exc}"))
             return
+        files = self.files
         for entry in entries:
-            rel = rel_prefix + entry.name
+            name = entry.name
+            if name.endswith(".json") and entry.is_file(follow_symlinks=False):  # the usual case
+                files.append((entry.path, rel_prefix + name, category))
+                self.files_seen += 1
+                continue
+            rel = rel_prefix + name
             if entry.is_symlink():
                 self._follow_link(entry, rel, rel_prefix, category)
             elif entry.is_dir(follow_symlinks=False):
@@ -508,28 +520,61 @@ def load_memories(
     Raises:
         ProfileError: the profile's episodic folder does not exist (one line naming it).
     """
+    frame, report, _ = load_memories_with(profile, None, max_file_bytes=max_file_bytes)
+    return frame, report
+
+
+@dataclass(frozen=True)
+class ShardResult(Generic[T]):
+    """What a ``per_shard`` function of :func:`load_memories_with` made of one shard of files.
+
+    Attributes:
+        value: the function's result for the shard's rows.
+        positions: for each of those rows, its index in the memories table (-1: a repeated id).
+    """
+
+    value: T
+    positions: np.ndarray
+
+
+def load_memories_with(
+    profile: Profile, per_shard: Callable[[list[Row]], T] | None, *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
+    """:func:`load_memories`, also running ``per_shard`` on the rows each worker parsed.
+
+    Work that needs one memory at a time (curation's) then runs where the memory was read, in
+    parallel, before the table exists. ``per_shard`` gets rows of :data:`MEMORY_COLUMNS` values
+    (the timestamp as UTC microseconds) in path order; its result must pickle.
+    """
     profile.require_exists()
     with paused_gc():
-        return _load(profile, max_file_bytes)
+        return _load(profile, max_file_bytes, per_shard)
 
 
-def _load(profile: Profile, max_file_bytes: int) -> tuple[pd.DataFrame, LoadReport]:
+def _load(profile: Profile, max_file_bytes: int, per_shard: Callable[[list[Row]], T] | None,
+          ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
     walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
     walk.walk(str(profile.episodic_dir), "", None)
     files = walk.files
 
-    def parse_range(start: int, stop: int) -> tuple[dict[str, Any], list[SkippedFile]]:
+    def parse_range(start: int, stop: int) -> tuple[dict[str, Any], list[SkippedFile], Any]:
         rows, skipped = _parse_files(files[start:stop], max_file_bytes)
-        return _columns(rows), skipped
+        return _columns(rows), skipped, per_shard(rows) if per_shard is not None else None
 
     parts = map_shards(parse_range, len(files))
-    skipped = walk.skipped + [item for _, part in parts for item in part]
-    data = _concat_columns([columns for columns, _ in parts])
+    skipped = walk.skipped + [item for _, part, _ in parts for item in part]
+    data = _concat_columns([columns for columns, _, _ in parts])
     keep = _first_of_each_id(data, skipped)
-    frame = _frame(data, keep)
+    frame, position = _frame(data, keep)
     report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
                         tuple(sorted(skipped, key=lambda item: item.path)))
-    return frame, report
+    results, offset = [], 0
+    for columns, _, value in parts:
+        size = len(columns["id"])
+        results.append(ShardResult(value, position[offset : offset + size]))
+        offset += size
+    return frame, report, results if per_shard is not None else []
 
 
 def _first_of_each_id(data: dict[str, Any], skipped: list[SkippedFile]) -> np.ndarray | None:

@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metahuman_lib._shards import map_shards
 from metahuman_lib.curation import (
     DROP_REASONS,
     MODES,
     CurationOptions,
     CurationResult,
-    build_samples,
+    load_and_curate,
 )
 from metahuman_lib.errors import ConfigError, PipelineStepError
-from metahuman_lib.memory import LoadReport, load_memories
+from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
 from metahuman_lib.text_rules import SCRUB_KINDS, texts_with_filler
@@ -133,6 +134,19 @@ def _month_counts(timestamps: pd.Series) -> dict[str, int]:
     return dict(zip(np.datetime_as_string(months, unit="M").tolist(), counts.tolist(), strict=True))
 
 
+def _filler_owners(texts: list[str]) -> dict[str, list[int]]:
+    """:func:`texts_with_filler` over all texts, its shards on all cores."""
+
+    def search(start: int, stop: int) -> tuple[int, dict[str, list[int]]]:
+        return start, texts_with_filler(texts[start:stop])
+
+    owners: dict[str, list[int]] = {}
+    for start, part in map_shards(search, len(texts)):
+        for phrase, found in part.items():
+            owners.setdefault(phrase, []).extend(index + start for index in found)
+    return owners
+
+
 def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = None) -> QualityMetrics:
     """Measure a samples table the way MetaHuman OS does (spec section 3).
 
@@ -148,7 +162,7 @@ def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = Non
     short = int((words <= SHORT_MAX_WORDS).sum())
     long = int((words >= LONG_MIN_WORDS).sum())
     medium = total - short - long
-    with_phrase = texts_with_filler(samples["assistant_text"].tolist())
+    with_phrase = _filler_owners(samples["assistant_text"].tolist())
     phrase_counts = {phrase: len(found) for phrase, found in with_phrase.items() if len(found)}
     filler = len(set().union(*with_phrase.values()))
     modes = {mode: int((samples["mode"] == mode).sum()) for mode in MODES}
@@ -523,10 +537,7 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
     """
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
-    memories, report = load_memories(profile)
-    if now is not None:
-        memories = memories[memories["timestamp"] <= pd.Timestamp(now)].reset_index(drop=True)
-    result = build_samples(memories, options)
+    memories, report, result = load_and_curate(profile, options, now=now)
     metrics = quality_metrics(result.samples, result.stats)
     new_samples = None
     if kind == "monthly" and now is not None:

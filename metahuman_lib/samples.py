@@ -90,12 +90,9 @@ def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    count = 0
     with open(path, "wb") as handle:
-        for record in iter_records(samples):
-            handle.write(dumps(record, option=newline))
-            count += 1
-    return count
+        handle.writelines(dumps(record, option=newline) for record in iter_records(samples))
+    return len(samples)
 
 
 def records_to_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
