@@ -20,11 +20,10 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from itertools import islice, pairwise
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,7 @@ from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.memory import MEMORY_COLUMNS, LoadReport, load_memories_with
+from metahuman_lib.memory import LoadReport, load_memories_with
 from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -494,11 +493,9 @@ def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
         The memories table (as of ``now``), the load report and the :class:`CurationResult`.
     """
     options = options or CurationOptions()
-    indices = [MEMORY_COLUMNS.index(name) for name in _CURATED_COLUMNS]
 
-    def curate_shard(rows: list[tuple[Any, ...]]) -> _Batch:
-        columns = [list(map(itemgetter(index), rows)) for index in indices]
-        return _curate_rows(columns, 0, options, None)
+    def curate_shard(values: dict[str, tuple[Any, ...]]) -> _Batch:
+        return _curate_rows([values[name] for name in _CURATED_COLUMNS], 0, options, None)
 
     memories, report, shards = load_memories_with(profile, curate_shard)
     with paused_gc():
@@ -547,7 +544,7 @@ def _curate_deferred(batch: _Batch, memories: pd.DataFrame, options: CurationOpt
     return _join_batches([batch, late])
 
 
-def _curate_rows(columns: list[list[Any]], first_row: int, options: CurationOptions,
+def _curate_rows(columns: list[Sequence[Any]], first_row: int, options: CurationOptions,
                  parents: dict[str, str] | None) -> _Batch:
     """The candidate samples and drops of consecutive memories (rows from ``first_row`` on),
     fingerprinted for deduplication: everything about a memory that needs no other memory.
@@ -634,17 +631,15 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
     found = duplicates_of(batch.prints, threshold=options.near_dup_threshold)
     ids = ordered["id"].tolist()
     rows, drops = batch.rows, batch.drops
-    keep = []
-    for index, (exact, near) in enumerate(zip(found.exact_of.tolist(), found.near_of.tolist(),
-                                              strict=True)):
-        if exact >= 0:
-            drops.append((rows[index], "exact_duplicate", f"same words as {ids[rows[exact]]}"))
-        elif near >= 0:
-            drops.append((rows[index], "near_duplicate",
-                          f"Jaccard {found.near_similarity[index]:.2f} with {ids[rows[near]]}"))
-        else:
-            keep.append(index)
-    return batch.take(keep)
+    exact, near = found.exact_of, found.near_of
+    repeats = np.flatnonzero(exact >= 0).tolist()
+    drops += [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
+              for index, first in zip(repeats, exact[repeats].tolist(), strict=True)]
+    similar = np.flatnonzero((exact < 0) & (near >= 0)).tolist()
+    drops += [(rows[index], "near_duplicate", f"Jaccard {similarity:.2f} with {ids[rows[first]]}")
+              for index, first, similarity in zip(similar, near[similar].tolist(),
+                                                  found.near_similarity[similar].tolist(), strict=True)]
+    return batch.take(np.flatnonzero((exact < 0) & (near < 0)).tolist())
 
 
 def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -206,20 +206,26 @@ class _Skip(Exception):
         self.detail = detail
 
 
-def _columns(rows: list[Row]) -> dict[str, Any]:
-    """The rows as columns: Arrow strings, numpy numbers, lists for the rest (they pickle fast,
-    so a worker's shard of the table travels to the parent cheaply)."""
+def _transpose(rows: list[Row]) -> dict[str, tuple[Any, ...]]:
+    """The rows as one tuple of values per column of :data:`MEMORY_COLUMNS`."""
+    if not rows:
+        return {name: () for name in MEMORY_COLUMNS}
+    return dict(zip(MEMORY_COLUMNS, zip(*rows, strict=True), strict=True))
+
+
+def _columns(values: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """Columns as Arrow strings, numpy numbers and lists for the rest: they pickle fast, so a
+    worker's shard of the table travels to the parent cheaply."""
     data: dict[str, Any] = {}
-    for index, name in enumerate(MEMORY_COLUMNS):
-        values = list(map(itemgetter(index), rows))
+    for name, column in values.items():
         if name == "timestamp":
-            data[name] = np.array(values, dtype=np.int64)
+            data[name] = np.array(column, dtype=np.int64)
         elif name == "importance":
-            data[name] = np.array(values, dtype=np.float64)
+            data[name] = np.array(column, dtype=np.float64)
         elif name in _STR_COLUMNS:
-            data[name] = pa.array(values, type=pa.large_string())
+            data[name] = pa.array(column, type=pa.large_string())
         else:
-            data[name] = values
+            data[name] = list(column)
     return data
 
 
@@ -538,21 +544,23 @@ class ShardResult(Generic[T]):
 
 
 def load_memories_with(
-    profile: Profile, per_shard: Callable[[list[Row]], T] | None, *,
+    profile: Profile, per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None, *,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
     """:func:`load_memories`, also running ``per_shard`` on the rows each worker parsed.
 
     Work that needs one memory at a time (curation's) then runs where the memory was read, in
-    parallel, before the table exists. ``per_shard`` gets rows of :data:`MEMORY_COLUMNS` values
-    (the timestamp as UTC microseconds) in path order; its result must pickle.
+    parallel, before the table exists. ``per_shard`` gets the shard's memories in path order,
+    as a tuple of values per column of :data:`MEMORY_COLUMNS` (the timestamp as UTC
+    microseconds); its result must pickle.
     """
     profile.require_exists()
     with paused_gc():
         return _load(profile, max_file_bytes, per_shard)
 
 
-def _load(profile: Profile, max_file_bytes: int, per_shard: Callable[[list[Row]], T] | None,
+def _load(profile: Profile, max_file_bytes: int,
+          per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None,
           ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
     walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
     walk.walk(str(profile.episodic_dir), "", None)
@@ -560,7 +568,8 @@ def _load(profile: Profile, max_file_bytes: int, per_shard: Callable[[list[Row]]
 
     def parse_range(start: int, stop: int) -> tuple[dict[str, Any], list[SkippedFile], Any]:
         rows, skipped = _parse_files(files[start:stop], max_file_bytes)
-        return _columns(rows), skipped, per_shard(rows) if per_shard is not None else None
+        values = _transpose(rows)
+        return _columns(values), skipped, per_shard(values) if per_shard is not None else None
 
     parts = map_shards(parse_range, len(files))
     skipped = walk.skipped + [item for _, part, _ in parts for item in part]
