@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.curation import (
     DROP_REASONS,
@@ -538,7 +539,8 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
     memories, report, result = load_and_curate(profile, options, now=now)
-    metrics = quality_metrics(result.samples, result.stats)
+    with paused_gc():
+        metrics = quality_metrics(result.samples, result.stats)
     new_samples = None
     if kind == "monthly" and now is not None:
         new_samples = count_recent(result.samples, now, recent_days)

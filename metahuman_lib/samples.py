@@ -32,6 +32,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from metahuman_lib._gc import paused_gc
+
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "sample_id",
     "memory_id",
@@ -90,7 +92,7 @@ def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    with open(path, "wb") as handle:
+    with paused_gc(), open(path, "wb", buffering=1 << 20) as handle:
         handle.writelines(dumps(record, option=newline) for record in iter_records(samples))
     return len(samples)
 
