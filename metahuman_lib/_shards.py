@@ -2,7 +2,7 @@
 
 Why: loading and curating a profile is per-memory Python work, and the GIL keeps it on one
 core. Forked workers see the parent's data without copying it in (copy-on-write), so only
-their results travel back, pickled through a pipe; the parent computes the first shard itself.
+their results travel back, pickled; the parent computes the first shard itself.
 
 Safety: a worker runs only our pure computation, pickles and writes; it never logs or prints,
 and leaves with ``os._exit``. Forking a process that has other threads (a Jupyter kernel's) is
@@ -22,6 +22,7 @@ import pickle
 import select
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -36,7 +37,7 @@ MIN_SHARD = 5000
 PATIENCE = 10.0
 """A worker gets this many times the parent's own time for a shard (plus :data:`GRACE_S`)."""
 GRACE_S = 10.0
-WORKER_OVERHEAD = 0.15
+WORKER_OVERHEAD = 0.1
 """A worker also pickles its result and the parent unpickles it, at about this fraction of
 the shard's work; so the parent's own shard is that much larger and all finish together."""
 
@@ -99,32 +100,36 @@ def map_shards(func: Callable[[int, int], R], total: int, *, min_shard: int | No
 
 
 class _Worker(Generic[R]):
-    """A forked process that computes one shard and writes its pickled result to a pipe."""
+    """A forked process that computes one shard and pickles its result into an unlinked
+    temporary file (written at memory speed while the parent still works; a pipe would make
+    the worker wait for the parent to read). The worker's end of a pipe closes when it exits,
+    which tells the parent it is done."""
 
     def __init__(self, func: Callable[[int, int], R], start: int, stop: int) -> None:
         self.func, self.start, self.stop_at = func, start, stop
+        self.result_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         read_end, write_end = os.pipe()
         with warnings.catch_warnings():  # Python >= 3.12 warns about forking with threads
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # the worker: it never returns into the parent's code
             os.close(read_end)
-            os._exit(_run_in_worker(func, start, stop, write_end))
+            os._exit(_run_in_worker(func, start, stop, self.result_file.fileno()))
         os.close(write_end)
         self.pid: int | None = pid
         self.read_end: int | None = read_end
 
     def result(self, deadline: float) -> R:
         """The worker's result; when it failed or missed ``deadline``, the shard computed here."""
-        payload = self._read(deadline)
         outcome, value = "failed", "no result in time"
-        if payload is not None:
+        if self._finished_by(deadline):
             status = self._wait()
             outcome, value = "failed", f"exit status {status}"
-            if status == 0 and payload:
+            if status == 0:
                 try:
-                    outcome, value = pickle.loads(payload)
-                except Exception:  # noqa: BLE001 - a truncated pickle counts as a failed worker
+                    self.result_file.seek(0)
+                    outcome, value = pickle.loads(self.result_file.read())
+                except Exception:  # noqa: BLE001 - a truncated result counts as a failed worker
                     outcome, value = "failed", "unreadable result"
         self.stop()
         if outcome == "ok":
@@ -133,19 +138,16 @@ class _Worker(Generic[R]):
                      self.start, self.stop_at, value)
         return self.func(self.start, self.stop_at)
 
-    def _read(self, deadline: float) -> bytes | None:
-        """Everything the worker wrote, or None when it was not finished by ``deadline``."""
-        chunks = []
+    def _finished_by(self, deadline: float) -> bool:
+        """Wait until the worker exits (its end of the pipe closes), at most until ``deadline``."""
         poller = select.poll()
         poller.register(self.read_end, select.POLLIN)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not poller.poll(remaining * 1000):
-                return None
-            chunk = os.read(self.read_end, 1 << 22)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+                return False
+            if not os.read(self.read_end, 1):
+                return True
 
     def _wait(self) -> int:
         _, status = os.waitpid(self.pid, 0)
@@ -153,10 +155,11 @@ class _Worker(Generic[R]):
         return status
 
     def stop(self) -> None:
-        """Close the pipe; kill and reap the worker unless it was already reaped."""
+        """Close the pipe and the file; kill and reap the worker unless it was already reaped."""
         if self.read_end is not None:
             os.close(self.read_end)
             self.read_end = None
+            self.result_file.close()
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -165,15 +168,16 @@ class _Worker(Generic[R]):
                 self.pid = None
 
 
-def _run_in_worker(func: Callable[[int, int], R], start: int, stop: int, write_end: int) -> int:
+def _run_in_worker(func: Callable[[int, int], R], start: int, stop: int, result_fd: int) -> int:
     """The worker's whole life: compute, pickle, write; the exit status (never raises)."""
     try:
         try:
             payload = pickle.dumps(("ok", func(start, stop)), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # noqa: BLE001 - reported; the parent computes it again
             payload = pickle.dumps(("failed", f"{type(exc).__name__}: {exc}"))
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
+        view, written = memoryview(payload), 0
+        while written < len(view):
+            written += os.write(result_fd, view[written:])
         return 0
-    except BaseException:  # noqa: BLE001 - a short pipe tells the parent to compute it again
+    except BaseException:  # noqa: BLE001 - a failed write makes the parent compute it again
         return 1

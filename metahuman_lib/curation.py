@@ -497,8 +497,8 @@ def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
     def curate_shard(values: dict[str, tuple[Any, ...]]) -> _Batch:
         return _curate_rows([values[name] for name in _CURATED_COLUMNS], 0, options, None)
 
-    memories, report, shards = load_memories_with(profile, curate_shard)
-    with paused_gc():
+    with paused_gc():  # one pause for the whole pass: re-enabling in between costs a full collection
+        memories, report, shards = load_memories_with(profile, curate_shard)
         position = None
         if now is not None:
             present = (memories["timestamp"] <= pd.Timestamp(now)).to_numpy()

@@ -538,13 +538,13 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
     """
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
-    memories, report, result = load_and_curate(profile, options, now=now)
-    with paused_gc():
+    with paused_gc():  # one pause for the whole review: re-enabling costs a full collection
+        memories, report, result = load_and_curate(profile, options, now=now)
         metrics = quality_metrics(result.samples, result.stats)
-    new_samples = None
-    if kind == "monthly" and now is not None:
-        new_samples = count_recent(result.samples, now, recent_days)
-    results = evaluate_gates(metrics, kind, new_samples, gates)
+        new_samples = None
+        if kind == "monthly" and now is not None:
+            new_samples = count_recent(result.samples, now, recent_days)
+        results = evaluate_gates(metrics, kind, new_samples, gates)
     return QualityReview(memories, report, result, metrics, results, kind, new_samples)
 
 

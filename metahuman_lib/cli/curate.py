@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from metahuman_lib._gc import paused_gc
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.errors import ConfigError
@@ -52,15 +53,18 @@ def curate(
     options = CurationOptions(username=username, mode=mode or None, scrub=not no_scrub,
                               min_words=min_words, near_dup_threshold=near_dup_threshold)
     profile = resolve_profile(username, root or None)
-    review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
-                            recent_days=recent_days)
-    count = write_samples_jsonl(review.curation.samples, Path(output))
-    if dropped:
-        Path(dropped).parent.mkdir(parents=True, exist_ok=True)
-        review.curation.dropped.to_csv(dropped, index=False)
-    typer.echo(f"Wrote {count:,} samples to {output}")
-    typer.echo(format_metrics_block(review.metrics, review.gates, kind))
+    with paused_gc():  # a one-shot command: its objects live until it ends, none form cycles
+        review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
+                                recent_days=recent_days)
+        count = write_samples_jsonl(review.curation.samples, Path(output))
+        if dropped:
+            Path(dropped).parent.mkdir(parents=True, exist_ok=True)
+            review.curation.dropped.to_csv(dropped, index=False)
+        typer.echo(f"Wrote {count:,} samples to {output}")
+        typer.echo(format_metrics_block(review.metrics, review.gates, kind))
+        gates = review.gates
+        del review  # freed while the collector is paused, so no collection scans it first
     if strict:
-        require_gates(review.gates)  # a PipelineStepError: one line on stderr, exit code 2
-    for result in failed_gates(review.gates):
+        require_gates(gates)  # a PipelineStepError: one line on stderr, exit code 2
+    for result in failed_gates(gates):
         typer.echo(f"warning: gate {result.name} failed: {result.reason}", err=True)
