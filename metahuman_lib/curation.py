@@ -646,7 +646,7 @@ def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:
     if not kept.rows:
         return empty_samples()
     rows = np.array(kept.rows, dtype=np.int64)
-    base = ordered.iloc[rows]
+    base = ordered[["id", "timestamp", "type", "mode", "mode_source"]].iloc[rows]
     ids = base["id"].astype(str).tolist()
     seen: Counter[str] = Counter()
     sample_ids = []
@@ -671,7 +671,8 @@ def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:
 def _dropped_frame(drops: list[tuple[int, str, str]], ordered: pd.DataFrame) -> pd.DataFrame:
     drops = sorted(drops)
     rows = [row for row, _, _ in drops]
-    subset = ordered.iloc[rows] if rows else ordered.iloc[:0]
+    needed = ordered[[name for name in ("id", "path", "type") if name in ordered]]
+    subset = needed.iloc[rows] if rows else needed.iloc[:0]
     return pd.DataFrame({
         "memory_id": pd.Series(subset["id"].astype(str).tolist(), dtype=object),
         "path": pd.Series(subset["path"].astype(str).tolist() if "path" in subset else

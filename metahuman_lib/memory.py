@@ -271,8 +271,8 @@ def _frame(data: dict[str, Any], keep: np.ndarray | None) -> tuple[pd.DataFrame,
 
 
 def _take(values: Any, indices: np.ndarray) -> Any:
-    if isinstance(values, list):
-        return [values[index] for index in indices.tolist()]
+    if isinstance(values, list):  # an object array, built item by item (never 2-D)
+        values = np.fromiter(values, dtype=object, count=len(values))
     return values.take(indices)
 
 
