@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 
-from metahuman_lib.parameters import CycleFlags, RunParameters, resolve_parameters
 from metahuman_lib.profile import Profile
+
+if TYPE_CHECKING:  # the command modules import the library when run, so every command starts fast
+    from metahuman_lib.parameters import RunParameters
 
 
 def fine_tune_cycle(
@@ -42,6 +45,7 @@ def fine_tune_cycle(
     recent memories plus 3,000 old ones.
     """
     from metahuman_lib.errors import ConfigError
+    from metahuman_lib.parameters import CycleFlags, resolve_parameters
     from metahuman_lib.pipeline import run_cycle
 
     if backend not in ("local", "runpod"):

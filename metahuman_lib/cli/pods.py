@@ -10,14 +10,6 @@ from __future__ import annotations
 import typer
 
 from metahuman_lib.profile import resolve_root
-from metahuman_lib.training.pods import (
-    PodApi,
-    find_claims,
-    is_ours,
-    plan_reap,
-    resolve_api_key,
-    terminate_confirmed,
-)
 
 app = typer.Typer(help="List and reap the RunPod pods this workbench rented.", no_args_is_help=True)
 
@@ -35,6 +27,8 @@ def _cost_so_far(hourly: float | None, uptime_s: float | None) -> str:
 @app.command("list")
 def list_pods(prefix: str = _PREFIX, root: str = _ROOT) -> None:
     """Show our pods with price, uptime, cost so far and the run folder that claims each."""
+    from metahuman_lib.training.pods import PodApi, find_claims, is_ours, resolve_api_key
+
     api = PodApi(resolve_api_key())
     claims = find_claims(resolve_root(root or None))
     ours = [pod for pod in api.list() if is_ours(pod, prefix)]
@@ -58,6 +52,14 @@ def reap(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be terminated."),
 ) -> None:
     """Terminate our orphaned pods (none claimed by a run in progress, unless --all)."""
+    from metahuman_lib.training.pods import (
+        PodApi,
+        find_claims,
+        plan_reap,
+        resolve_api_key,
+        terminate_confirmed,
+    )
+
     api = PodApi(resolve_api_key())
     claims = find_claims(resolve_root(root or None))
     decisions = plan_reap(api.list(), claims, prefix=prefix, include_active=include_active)

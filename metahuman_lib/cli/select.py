@@ -6,13 +6,16 @@ Argument parsing and printing only; the work is done by :mod:`metahuman_lib.stra
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from metahuman_lib.curation import build_samples
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.memory import load_memories
-from metahuman_lib.selection import Selection, parse_now, run_selection
-from metahuman_lib.strategies import list_strategies, load_strategy, read_parameter_set
+
+if TYPE_CHECKING:  # the command modules import the library when run, so every command starts fast
+    from metahuman_lib.selection import Selection
 
 _ROOT_HELP = "MetaHuman OS root (holds profiles/ and etc/); default $METAHUMAN_ROOT or the current folder."
 
@@ -21,6 +24,8 @@ def strategies(
     show: str = typer.Option("", "--show", help="Print the selection block of this strategy."),
 ) -> None:
     """List the selection strategies (parameter sets), or show one."""
+    from metahuman_lib.strategies import list_strategies, load_strategy, read_parameter_set
+
     if show:
         strategy = load_strategy(show)
         typer.echo(f"{strategy.name}: {strategy.description}")
@@ -68,6 +73,9 @@ def select(
     run_dir: str = typer.Option("", "--run-dir", help="Write dataset.jsonl, eval sets and manifest here."),
 ) -> None:
     """Choose the samples of a run and print exact counts; with --run-dir, write them."""
+    from metahuman_lib.selection import parse_now, run_selection
+    from metahuman_lib.strategies import load_strategy
+
     profile = resolve_profile(username, root or None)
     memories, _report = load_memories(profile)
     samples = build_samples(memories).samples
