@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
-from metahuman_lib._dedup import find_duplicates, lsh_bands, minhash_signatures
+from metahuman_lib._dedup import (
+    duplicates_of,
+    find_duplicates,
+    fingerprint,
+    join_fingerprints,
+    lsh_bands,
+    minhash_signatures,
+)
 
 BASE = ("the greenhouse vents opened at nine and the tomatoes finally look happy again after a "
         "cold week of frost warnings and covered beds in the garden while the dog dug holes near "
@@ -66,3 +75,41 @@ def test_minhash_agreement_estimates_jaccard() -> None:
 def test_lsh_bands(num_perm: int, threshold: float, expected: tuple[int, int]) -> None:
     bands, rows = lsh_bands(num_perm, threshold)
     assert (bands, rows) == expected and bands * rows == num_perm
+
+
+def _corpus() -> list[str]:
+    rng = np.random.default_rng(7)
+    words = BASE.split()
+    texts = []
+    for index in range(300):
+        picked = rng.choice(len(words), size=30, replace=True)
+        texts.append(" ".join(words[i] for i in picked))
+        if index % 7 == 0:  # near and exact repeats of earlier texts, and empty ones
+            texts.append(texts[-1].replace(words[picked[3]], "changed", 1))
+            texts.append(texts[rng.integers(len(texts))].upper())
+            texts.append("")
+    return texts
+
+
+def _same(a, b) -> None:
+    assert a.exact_of.tolist() == b.exact_of.tolist()
+    assert a.near_of.tolist() == b.near_of.tolist()
+    assert a.near_similarity.tolist() == b.near_similarity.tolist()
+
+
+def test_fingerprints_of_parts_join_to_the_whole() -> None:
+    texts = _corpus()
+    whole = find_duplicates(texts)
+    assert (whole.near_of >= 0).any() and (whole.exact_of >= 0).any()
+    cut = [0, 37, 38, 200, len(texts)]
+    parts = [fingerprint(texts[lo:hi]) for lo, hi in itertools.pairwise(cut)]
+    _same(duplicates_of(join_fingerprints(parts)), whole)
+
+
+def test_fingerprints_taken_in_another_order_equal_the_texts_in_that_order() -> None:
+    texts = _corpus()
+    order = np.random.default_rng(3).permutation(len(texts))
+    shuffled = find_duplicates([texts[i] for i in order])
+    _same(duplicates_of(fingerprint(texts).take(order)), shuffled)
+    exact_only = find_duplicates([texts[i] for i in order], threshold=1.0)
+    _same(duplicates_of(fingerprint(texts, None).take(order), threshold=1.0), exact_only)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from metahuman_lib.text_rules import (
+    FILLER_PHRASES,
     filler_phrases_in,
     luhn_valid,
     may_hold_pii_batch,
     normalise_text,
     scrub_pii,
     strip_leading_filler,
+    texts_with_filler,
 )
 
 
@@ -165,3 +167,22 @@ def test_pre_check_sees_a_bearer_token_split_by_dots() -> None:
     texts = ["Bearer aaaa.sk-ghp_ghp_", "no secrets here"]
     assert may_hold_pii_batch(texts).tolist() == [True, False]
     assert scrub_pii(texts[0]) == "Bearer [token]"
+
+
+_FILLER_ALPHABET = st.sampled_from(["as an ai", "AS A LANGUAGE MODEL", "certainly", "let me think",
+                                    "I’m just", "i'm here to", "here’s what", "Okay, so", "alright, so",
+                                    "İ", "\u212a", "\x00", "é", " ", "\n", "so", "ai", "k", "ay"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_FILLER_ALPHABET, max_size=8).map("".join), max_size=12))
+def test_filler_search_over_many_texts_equals_one_by_one(texts: list[str]) -> None:
+    found = texts_with_filler(texts)
+    for phrase in FILLER_PHRASES:
+        assert found[phrase] == [i for i, text in enumerate(texts) if phrase in filler_phrases_in(text)]
+
+
+def test_filler_search_folds_the_characters_that_lowercase_to_ascii() -> None:
+    texts = ["OKAY, SO we start", "o\u212aay, so", "as an aİ", "plain text", "Here’s what I think"]
+    assert {phrase: hits for phrase, hits in texts_with_filler(texts).items() if hits} == {
+        "okay, so": [0, 1], "as an ai": [2], "here's what": [4]}

@@ -1,0 +1,137 @@
+"""The one-pass ``load_and_curate`` (workers curate the memories they read) gives exactly what
+``load_memories`` then ``build_samples`` give, serially or in shards, whatever the options."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+
+from metahuman_lib import _shards
+from metahuman_lib.curation import CurationOptions, build_samples, load_and_curate
+from metahuman_lib.memory import load_memories
+from metahuman_lib.profile import Profile
+from metahuman_lib.quality import curate_profile
+
+NOW = datetime(2025, 12, 20, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def mixed_profile(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Profile:
+    """The demo profile plus what needs all memories at once: tool calls whose instruction is
+    their parent's text, an id repeated in another folder, memories after NOW."""
+    root = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(demo_root / "profiles", root / "profiles")
+    profile = Profile(root, "demo")
+    memories, _ = load_memories(profile)
+    chats = memories[memories["type"] == "conversation"].head(3)
+    extra = profile.episodic_dir / "2025" / "12" / "01"
+    extra.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, payload: dict[str, Any]) -> None:
+        (extra / name).write_bytes(orjson.dumps(payload))
+
+    for index, parent in enumerate([*chats["id"], "evt-missing-parent"]):
+        write(f"evt-20251201100000{index}-tool.json", {
+            "id": f"evt-20251201100000{index}", "timestamp": f"2025-12-01T10:00:0{index}.000Z",
+            "type": "tool_invocation", "content": "Invoked skill: web_search",
+            "metadata": {"cognitiveMode": "agent", "toolName": "web_search",
+                         "toolInputs": {"query": f"q{index}"}, "parentEventId": parent}})
+    write("evt-202512011000009-own.json", {
+        "id": "evt-202512011000009", "timestamp": "2025-12-01T10:00:09.000Z",
+        "type": "tool_invocation", "content": "Invoked skill: calendar",
+        "metadata": {"toolName": "calendar", "instruction": "Book the dentist",
+                     "parentEventId": chats["id"].iloc[0]}})
+    first = min(profile.episodic_dir.rglob("*.json"))
+    copy_dir = profile.episodic_dir / "zz-copies"
+    copy_dir.mkdir()
+    shutil.copy(first, copy_dir / first.name)  # the same id again, last in path order
+    for index in range(3):
+        write(f"evt-20260105120000{index}-later.json", {
+            "id": f"evt-20260105120000{index}", "timestamp": f"2026-01-05T12:00:0{index}.000Z",
+            "type": "reflection", "content": f"A thought from the future, number {index} of three."})
+    return profile
+
+
+def _serial_reference(profile: Profile, options: CurationOptions, now: datetime | None):
+    memories, report = load_memories(profile)
+    if now is not None:
+        memories = memories[memories["timestamp"] <= pd.Timestamp(now)].reset_index(drop=True)
+    return memories, report, build_samples(memories, options)
+
+
+def _assert_same(got: tuple[Any, ...], expected: tuple[Any, ...]) -> None:
+    memories, report, result = got
+    want_memories, want_report, want_result = expected
+    pd.testing.assert_frame_equal(memories, want_memories)
+    assert report == want_report
+    pd.testing.assert_frame_equal(result.samples, want_result.samples)
+    pd.testing.assert_frame_equal(result.dropped, want_result.dropped)
+    assert result.stats == want_result.stats
+
+
+OPTIONS = [
+    CurationOptions(username="Greg"),
+    CurationOptions(),  # the username comes from the memories
+    CurationOptions(username="Greg", mode="agent"),
+    CurationOptions(username="Greg", dedup=False, scrub=False, strip_filler=False),
+    CurationOptions(username="Greg", near_dup_threshold=1.0, min_words=6,
+                    include=frozenset({"summary", "rejected_by_person"})),
+]
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: f"mode={o.mode},dedup={o.dedup}")
+@pytest.mark.parametrize("now", [NOW, None], ids=["now", "all"])
+def test_one_pass_equals_load_then_build(mixed_profile: Profile, options: CurationOptions,
+                                         now: datetime | None, workers: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = _serial_reference_with(monkeypatch, mixed_profile, options, now)
+    monkeypatch.setenv(_shards.WORKERS_ENV, workers)
+    monkeypatch.setattr(_shards, "MIN_SHARD", 50)
+    _assert_same(load_and_curate(mixed_profile, options, now=now), expected)
+
+
+def _serial_reference_with(monkeypatch: pytest.MonkeyPatch, profile: Profile,
+                           options: CurationOptions, now: datetime | None):
+    with monkeypatch.context() as patch:
+        patch.setenv(_shards.WORKERS_ENV, "1")
+        return _serial_reference(profile, options, now)
+
+
+def test_the_mixed_profile_has_what_the_test_is_about(mixed_profile: Profile) -> None:
+    memories, report, result = load_and_curate(mixed_profile, CurationOptions(username="Greg"),
+                                               now=NOW)
+    assert report.counts_by_reason().get("duplicate_id") == 1
+    assert not (memories["timestamp"] > pd.Timestamp(NOW)).any()
+    tools = result.samples[result.samples["memory_id"].str.startswith("evt-20251201100000")]
+    instructions = [messages[1]["content"] for messages in tools["messages"]]
+    assert "Use web_search." in instructions  # the missing parent
+    assert "Book the dentist" in instructions  # its own instruction wins over the parent's
+    assert sum(text not in ("Use web_search.", "Book the dentist") for text in instructions) == 3
+
+
+def test_build_samples_in_shards_equals_serial(mixed_profile: Profile,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    memories, _ = load_memories(mixed_profile)
+    with monkeypatch.context() as patch:
+        patch.setenv(_shards.WORKERS_ENV, "1")
+        expected = build_samples(memories, CurationOptions(username="Greg"))
+    monkeypatch.setenv(_shards.WORKERS_ENV, "2")
+    monkeypatch.setattr(_shards, "MIN_SHARD", 50)
+    got = build_samples(memories, CurationOptions(username="Greg"))
+    pd.testing.assert_frame_equal(got.samples, expected.samples)
+    pd.testing.assert_frame_equal(got.dropped, expected.dropped)
+    assert got.stats == expected.stats
+
+
+def test_quality_review_uses_the_one_pass(mixed_profile: Profile) -> None:
+    review = curate_profile(mixed_profile, CurationOptions(username="Greg"), now=NOW)
+    _, _, expected = _serial_reference(mixed_profile, CurationOptions(username="Greg"), NOW)
+    pd.testing.assert_frame_equal(review.curation.samples, expected.samples)
+    assert review.metrics.total == len(expected.samples)

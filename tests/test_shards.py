@@ -1,0 +1,119 @@
+"""Forked shards: results in order and equal to a serial run; a failing, dying or hanging worker
+costs time, never a result; no worker is left behind."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+
+import pytest
+
+from metahuman_lib import _shards
+from metahuman_lib._shards import map_shards, shard_bounds, worker_count
+
+
+def _pid_and_squares(start: int, stop: int) -> tuple[int, list[int]]:
+    return os.getpid(), [n * n for n in range(start, stop)]
+
+
+@pytest.fixture
+def three_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_shards.WORKERS_ENV, "3")
+
+
+@pytest.mark.parametrize(("total", "shards", "weight"), [
+    (0, 2, 1.0), (1, 2, 1.0), (7, 3, 1.0), (10, 2, 1.0), (100_007, 2, 1.1), (5, 5, 3.0), (3, 8, 1.0),
+])
+def test_shard_bounds_cover_the_range_in_order(total: int, shards: int, weight: float) -> None:
+    bounds = shard_bounds(total, shards, weight)
+    assert bounds[0][0] == 0 and bounds[-1][1] == total
+    assert all(stop == start for (_, stop), (start, _) in itertools.pairwise(bounds))
+    assert len(bounds) == max(1, min(shards, total))
+    if len(bounds) > 1:
+        assert all(stop > start for start, stop in bounds)
+        rest = [stop - start for start, stop in bounds[1:]]
+        assert max(rest) - min(rest) <= 1
+
+
+def test_the_first_shard_is_larger_by_its_weight() -> None:
+    (first, cut), (_, total) = shard_bounds(210, 2, first_weight=1.1)
+    assert (first, total) == (0, 210) and cut == 110
+
+
+def test_workers_compute_shards_in_order(three_workers: None) -> None:
+    results = map_shards(_pid_and_squares, 90, min_shard=10)
+    assert len(results) == 3
+    assert [value for _, part in results for value in part] == [n * n for n in range(90)]
+    assert results[0][0] == os.getpid()
+    assert {pid for pid, _ in results[1:]}.isdisjoint({os.getpid()})
+
+
+def test_one_worker_or_small_inputs_stay_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_shards.WORKERS_ENV, "1")
+    assert worker_count() == 1
+    assert [pid for pid, _ in map_shards(_pid_and_squares, 90, min_shard=10)] == [os.getpid()]
+    monkeypatch.setenv(_shards.WORKERS_ENV, "4")
+    assert [pid for pid, _ in map_shards(_pid_and_squares, 15, min_shard=10)] == [os.getpid()]
+    assert map_shards(_pid_and_squares, 0) == [(os.getpid(), [])]
+
+
+def test_a_bad_worker_setting_is_ignored(monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv(_shards.WORKERS_ENV, "many")
+    with caplog.at_level(logging.WARNING, logger="metahuman_lib._shards"):
+        assert worker_count() >= 1
+    assert "METAHUMAN_WORKERS" in caplog.text
+
+
+@pytest.mark.parametrize("failure", ["raise", "exit", "unpicklable"])
+def test_a_failed_worker_is_computed_again_here(three_workers: None, failure: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    parent = os.getpid()
+
+    def flaky(start: int, stop: int) -> list[object]:
+        if os.getpid() != parent and start >= 60:
+            if failure == "raise":
+                raise RuntimeError("worker trouble")
+            if failure == "exit":
+                os._exit(3)
+            return [lambda: None]  # a result that cannot be pickled
+        return list(range(start, stop))
+
+    with caplog.at_level(logging.WARNING, logger="metahuman_lib._shards"):
+        results = map_shards(flaky, 90, min_shard=10)
+    assert [value for part in results for value in part] == list(range(90))
+    assert "computing them in the main process" in caplog.text
+
+
+def test_an_error_in_the_work_itself_surfaces(three_workers: None) -> None:
+    def broken(start: int, stop: int) -> list[int]:
+        raise ValueError(f"bad item {start}")
+
+    with pytest.raises(ValueError, match="bad item 0"):
+        map_shards(broken, 90, min_shard=10)
+
+
+def test_a_hanging_worker_is_stopped_and_computed_here(three_workers: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_shards, "GRACE_S", 0.5)
+    parent = os.getpid()
+
+    def slow_in_worker(start: int, stop: int) -> list[int]:
+        if os.getpid() != parent:
+            time.sleep(60)
+        return list(range(start, stop))
+
+    started = time.monotonic()
+    results = map_shards(slow_in_worker, 90, min_shard=10)
+    assert [value for part in results for value in part] == list(range(90))
+    assert time.monotonic() - started < 20
+
+
+def test_no_worker_is_left_behind(three_workers: None) -> None:
+    workers = [pid for pid, _ in map_shards(_pid_and_squares, 90, min_shard=10)[1:]]
+    assert len(workers) == 2
+    for pid in workers:  # exited and reaped: no such process any more (not even a zombie)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
