@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from itertools import islice, pairwise
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.memory import LoadReport, load_memories_with
+from metahuman_lib.memory import MEMORY_COLUMNS, LoadReport, load_memories_with, reread_memories
 from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -211,8 +212,8 @@ class _Batch:
     concatenation. ``rows`` (and the rows in ``drops`` and ``deferred``) are memory indices:
     into the memories table, or into a worker's rows until :func:`_load_and_curate` maps them.
     ``messages`` hold no system message yet (:func:`_finish` adds it, once the username is
-    known). ``deferred`` lists tool calls whose instruction is the text of another memory, so
-    they are shaped once all memories are loaded.
+    known). ``deferred`` holds tool calls whose instruction is the text of another memory (row
+    and curated values), so they are shaped once all memories are loaded.
     """
 
     rows: list[int] = field(default_factory=list)
@@ -223,7 +224,7 @@ class _Batch:
     scrubbed: list[dict[str, int] | None] = field(default_factory=list)
     filler: list[bool] = field(default_factory=list)
     drops: list[tuple[int, str, str]] = field(default_factory=list)
-    deferred: list[int] = field(default_factory=list)
+    deferred: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
     prints: Fingerprints | None = None
 
     def take(self, indices: list[int]) -> _Batch:
@@ -477,7 +478,7 @@ def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None
 
 
 def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
-                    now: datetime | None = None,
+                    now: datetime | None = None, keep_memories: bool = True,
                     ) -> tuple[pd.DataFrame, LoadReport, CurationResult]:
     """Load a profile's memories and curate them in one pass: the same result as
     :func:`~metahuman_lib.memory.load_memories` then :func:`build_samples`, faster, because
@@ -488,17 +489,22 @@ def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
         options: how to curate.
         now: leave out memories after this moment (a run dated ``now`` sees only what existed
             then); None keeps every memory.
+        keep_memories: False returns a memories table with only the columns curation needs
+            (``id``, ``timestamp``, ``type``, ``mode``, ``mode_source``, ``path``; ``user_id``
+            without a username): quicker, for a caller that does not use the table.
 
     Returns:
         The memories table (as of ``now``), the load report and the :class:`CurationResult`.
     """
     options = options or CurationOptions()
+    columns = MEMORY_COLUMNS if keep_memories else _FINISH_COLUMNS + (
+        ("user_id",) if options.username is None else ())
 
     def curate_shard(values: dict[str, tuple[Any, ...]]) -> _Batch:
         return _curate_rows([values[name] for name in _CURATED_COLUMNS], 0, options, None)
 
     with paused_gc():  # one pause for the whole pass: re-enabling in between costs a full collection
-        memories, report, shards = load_memories_with(profile, curate_shard)
+        memories, report, shards = load_memories_with(profile, curate_shard, columns=columns)
         position = None
         if now is not None:
             present = (memories["timestamp"] <= pd.Timestamp(now)).to_numpy()
@@ -507,11 +513,13 @@ def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
                 position = np.where(present, np.cumsum(present) - 1, -1)
         batch = _join_batches([_in_table_rows(shard.value, shard.positions, position)
                                for shard in shards])
-        batch = _curate_deferred(batch, memories, options)
+        batch = _curate_deferred(batch, memories, options, profile)
         return memories, report, _finish(batch, memories, options)
 
 
 _CURATED_COLUMNS = ("type", "mode", "content", "response", "tags", "metadata")
+_FINISH_COLUMNS = ("id", "timestamp", "type", "mode", "mode_source", "path")
+"""The memories-table columns that what follows the workers' curation reads."""
 
 
 def _in_table_rows(batch: _Batch, positions: np.ndarray, present: np.ndarray | None) -> _Batch:
@@ -526,22 +534,39 @@ def _in_table_rows(batch: _Batch, positions: np.ndarray, present: np.ndarray | N
     mapped.rows = [rows[index] for index in kept]
     mapped.drops = [(where[row], reason, detail) for row, reason, detail in batch.drops
                     if where[row] >= 0]
-    mapped.deferred = [where[row] for row in batch.deferred if where[row] >= 0]
+    mapped.deferred = [(where[row], values) for row, values in batch.deferred if where[row] >= 0]
     return mapped
 
 
-def _curate_deferred(batch: _Batch, memories: pd.DataFrame, options: CurationOptions) -> _Batch:
+def _curate_deferred(batch: _Batch, memories: pd.DataFrame, options: CurationOptions,
+                     profile: Profile) -> _Batch:
     """Shape the deferred tool calls now that their parents' texts can be looked up."""
     if not batch.deferred:
         return batch
-    rows = sorted(batch.deferred)
-    subset = memories.iloc[rows]
-    columns = [subset[name].tolist() for name in _CURATED_COLUMNS]
-    late = _curate_rows(columns, 0, options, _parent_texts(memories))
+    deferred = sorted(batch.deferred, key=itemgetter(0))
+    rows = [row for row, _ in deferred]
+    columns = [list(column) for column in zip(*(values for _, values in deferred), strict=True)]
+    wanted = {values[-1].get("parentEventId") for _, values in deferred}
+    late = _curate_rows(columns, 0, options, _texts_of(wanted, memories, profile))
     late.rows = [rows[row] for row in late.rows]
     late.drops = [(rows[row], reason, detail) for row, reason, detail in late.drops]
     batch.deferred = []
     return _join_batches([batch, late])
+
+
+def _texts_of(ids: set[str], memories: pd.DataFrame, profile: Profile) -> dict[str, str]:
+    """Memory id -> what the person asked in it, for the memories of the table with these ids
+    (read again from their files when the table holds no text)."""
+    subset = memories[memories["id"].isin(ids)]
+    if "content" in subset:
+        pairs = zip(subset["id"], subset["content"], subset["response"], strict=True)
+    else:
+        rows = reread_memories(profile, subset["path"].tolist())
+        pairs = ((row[0], row[_CONTENT], row[_RESPONSE]) for row in rows if row[0] in ids)
+    return {memory_id: _first_user_text(content, response) for memory_id, content, response in pairs}
+
+
+_CONTENT, _RESPONSE = MEMORY_COLUMNS.index("content"), MEMORY_COLUMNS.index("response")
 
 
 def _curate_rows(columns: list[Sequence[Any]], first_row: int, options: CurationOptions,
@@ -566,7 +591,7 @@ def _curate_rows(columns: list[Sequence[Any]], first_row: int, options: Curation
             drops.append((row, "other_mode", f"mode {mode}, kept only {options.mode}"))
             continue
         if parents is None and meta.get("toolName") and _needs_parent(meta):
-            batch.deferred.append(row)
+            batch.deferred.append((row, (mtype, mode, content, response, tags, meta)))
             continue
         parent = parents.get(meta.get("parentEventId")) if parents else None
         shape, turns, real_prompt = _shape(mtype, content, response, meta, parent)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -213,11 +213,12 @@ def _transpose(rows: list[Row]) -> dict[str, tuple[Any, ...]]:
     return dict(zip(MEMORY_COLUMNS, zip(*rows, strict=True), strict=True))
 
 
-def _columns(values: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
-    """Columns as Arrow strings, numpy numbers and lists for the rest: they pickle fast, so a
-    worker's shard of the table travels to the parent cheaply."""
+def _columns(values: dict[str, tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, Any]:
+    """The ``names`` columns as Arrow strings, numpy numbers and lists for the rest: they pickle
+    fast, so a worker's shard of the table travels to the parent cheaply."""
     data: dict[str, Any] = {}
-    for name, column in values.items():
+    for name in names:
+        column = values[name]
         if name == "timestamp":
             data[name] = np.array(column, dtype=np.int64)
         elif name == "importance":
@@ -233,7 +234,7 @@ def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if len(parts) == 1:
         return parts[0]
     data: dict[str, Any] = {}
-    for name in MEMORY_COLUMNS:
+    for name in parts[0]:
         values = [part[name] for part in parts]
         if name in _STR_COLUMNS:
             data[name] = pa.concat_arrays(values)
@@ -254,7 +255,7 @@ def _frame(data: dict[str, Any], keep: np.ndarray | None) -> tuple[pd.DataFrame,
     order = pc.sort_indices(by_time, sort_keys=[("timestamp", "ascending"), ("id", "ascending")])
     order = order.to_numpy()
     frame: dict[str, Any] = {}
-    for name in MEMORY_COLUMNS:
+    for name in data:
         values = _take(data[name], order)
         if name == "timestamp":
             micros = values.astype("datetime64[us]")
@@ -545,22 +546,40 @@ class ShardResult(Generic[T]):
 
 def load_memories_with(
     profile: Profile, per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None, *,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, columns: Sequence[str] = MEMORY_COLUMNS,
 ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
     """:func:`load_memories`, also running ``per_shard`` on the rows each worker parsed.
 
     Work that needs one memory at a time (curation's) then runs where the memory was read, in
     parallel, before the table exists. ``per_shard`` gets the shard's memories in path order,
     as a tuple of values per column of :data:`MEMORY_COLUMNS` (the timestamp as UTC
-    microseconds); its result must pickle.
+    microseconds); its result must pickle. ``columns`` are the table's columns (``id``,
+    ``timestamp`` and ``path`` always): a caller that needs only a few saves their transfer.
     """
     profile.require_exists()
+    names = tuple(name for name in MEMORY_COLUMNS
+                  if name in columns or name in ("id", "timestamp", "path"))
     with paused_gc():
-        return _load(profile, max_file_bytes, per_shard)
+        return _load(profile, max_file_bytes, per_shard, names)
+
+
+def reread_memories(profile: Profile, paths: Iterable[str], *,
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> list[Row]:
+    """The rows (values of :data:`MEMORY_COLUMNS`) of the memory files at ``paths`` (relative to
+    the episodic folder, as in the ``path`` column) that still read well: for looking a few
+    memories up again when the table was loaded without their text."""
+    rows = []
+    for rel in paths:
+        category = _category("", rel.split("/", 1)[0], None) if "/" in rel else None
+        try:
+            rows.append(_parse_file(str(profile.episodic_dir / rel), rel, category, max_file_bytes))
+        except _Skip:
+            continue
+    return rows
 
 
 def _load(profile: Profile, max_file_bytes: int,
-          per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None,
+          per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None, names: tuple[str, ...],
           ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
     walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
     walk.walk(str(profile.episodic_dir), "", None)
@@ -569,7 +588,7 @@ def _load(profile: Profile, max_file_bytes: int,
     def parse_range(start: int, stop: int) -> tuple[dict[str, Any], list[SkippedFile], Any]:
         rows, skipped = _parse_files(files[start:stop], max_file_bytes)
         values = _transpose(rows)
-        return _columns(values), skipped, per_shard(values) if per_shard is not None else None
+        return _columns(values, names), skipped, per_shard(values) if per_shard is not None else None
 
     parts = map_shards(parse_range, len(files))
     skipped = walk.skipped + [item for _, part, _ in parts for item in part]

@@ -503,7 +503,7 @@ class QualityReview:
     """Everything the quality review shows: the load, the curation, the metrics and the gates.
 
     Attributes:
-        memories: the memories table.
+        memories: the memories table; None when the review was made without keeping it.
         load_report: the loader's report of skipped files.
         curation: samples, dropped memories and counts.
         metrics: the seed's metrics over the samples.
@@ -512,7 +512,7 @@ class QualityReview:
         new_samples: the monthly 'new samples' count (None for foundation, or without ``now``).
     """
 
-    memories: pd.DataFrame
+    memories: pd.DataFrame | None
     load_report: LoadReport
     curation: CurationResult
     metrics: QualityMetrics
@@ -523,7 +523,7 @@ class QualityReview:
 
 def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
                    kind: str = "foundation", now: datetime | None = None, recent_days: int = 30,
-                   gates: QualityGates | None = None) -> QualityReview:
+                   gates: QualityGates | None = None, keep_memories: bool = True) -> QualityReview:
     """Load a profile, curate it, measure it and evaluate the gates (the seed's review step).
 
     Args:
@@ -535,17 +535,21 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
             the recent window whose samples count as new. None: every memory, all of them new.
         recent_days: length of the recent window in days.
         gates: gate thresholds; the seed's by default.
+        keep_memories: False leaves the memories table out of the review (``memories`` is
+            None): quicker, for a caller that shows only the samples, metrics and gates.
     """
     if kind not in GATE_KINDS:
         raise ConfigError(f"Unknown gate kind {kind!r}: use 'foundation' or 'monthly'.")
     with paused_gc():  # one pause for the whole review: re-enabling costs a full collection
-        memories, report, result = load_and_curate(profile, options, now=now)
+        memories, report, result = load_and_curate(profile, options, now=now,
+                                                   keep_memories=keep_memories)
         metrics = quality_metrics(result.samples, result.stats)
         new_samples = None
         if kind == "monthly" and now is not None:
             new_samples = count_recent(result.samples, now, recent_days)
         results = evaluate_gates(metrics, kind, new_samples, gates)
-    return QualityReview(memories, report, result, metrics, results, kind, new_samples)
+    return QualityReview(memories if keep_memories else None, report, result, metrics, results,
+                         kind, new_samples)
 
 
 def drop_reasons_table(result: CurationResult) -> pd.DataFrame:

@@ -68,7 +68,7 @@ def _serial_reference(profile: Profile, options: CurationOptions, now: datetime 
 def _assert_same(got: tuple[Any, ...], expected: tuple[Any, ...]) -> None:
     memories, report, result = got
     want_memories, want_report, want_result = expected
-    pd.testing.assert_frame_equal(memories, want_memories)
+    pd.testing.assert_frame_equal(memories, want_memories[list(memories.columns)])
     assert report == want_report
     pd.testing.assert_frame_equal(result.samples, want_result.samples)
     pd.testing.assert_frame_equal(result.dropped, want_result.dropped)
@@ -88,13 +88,19 @@ OPTIONS = [
 @pytest.mark.parametrize("workers", ["1", "3"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: f"mode={o.mode},dedup={o.dedup}")
 @pytest.mark.parametrize("now", [NOW, None], ids=["now", "all"])
+@pytest.mark.parametrize("keep", [True, False], ids=["table", "light"])
 def test_one_pass_equals_load_then_build(mixed_profile: Profile, options: CurationOptions,
-                                         now: datetime | None, workers: str,
+                                         now: datetime | None, workers: str, keep: bool,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     expected = _serial_reference_with(monkeypatch, mixed_profile, options, now)
     monkeypatch.setenv(_shards.WORKERS_ENV, workers)
     monkeypatch.setattr(_shards, "MIN_SHARD", 50)
-    _assert_same(load_and_curate(mixed_profile, options, now=now), expected)
+    got = load_and_curate(mixed_profile, options, now=now, keep_memories=keep)
+    _assert_same(got, expected)
+    light = ["id", "timestamp", "type", "mode", "mode_source", "path"]
+    if options.username is None:
+        light.insert(-1, "user_id")
+    assert list(got[0].columns) == (list(expected[0].columns) if keep else light)
 
 
 def _serial_reference_with(monkeypatch: pytest.MonkeyPatch, profile: Profile,
@@ -130,8 +136,14 @@ def test_build_samples_in_shards_equals_serial(mixed_profile: Profile,
     assert got.stats == expected.stats
 
 
-def test_quality_review_uses_the_one_pass(mixed_profile: Profile) -> None:
-    review = curate_profile(mixed_profile, CurationOptions(username="Greg"), now=NOW)
-    _, _, expected = _serial_reference(mixed_profile, CurationOptions(username="Greg"), NOW)
+@pytest.mark.parametrize("keep", [True, False])
+def test_quality_review_uses_the_one_pass(mixed_profile: Profile, keep: bool) -> None:
+    review = curate_profile(mixed_profile, CurationOptions(username="Greg"), now=NOW,
+                            keep_memories=keep)
+    memories, _, expected = _serial_reference(mixed_profile, CurationOptions(username="Greg"), NOW)
     pd.testing.assert_frame_equal(review.curation.samples, expected.samples)
     assert review.metrics.total == len(expected.samples)
+    if keep:
+        pd.testing.assert_frame_equal(review.memories, memories)
+    else:
+        assert review.memories is None

@@ -55,7 +55,7 @@ def curate(
     profile = resolve_profile(username, root or None)
     with paused_gc():  # a one-shot command: its objects live until it ends, none form cycles
         review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
-                                recent_days=recent_days)
+                                recent_days=recent_days, keep_memories=False)
         count = write_samples_jsonl(review.curation.samples, Path(output))
         if dropped:
             Path(dropped).parent.mkdir(parents=True, exist_ok=True)
