@@ -447,11 +447,7 @@ def _parent_texts(memories: pd.DataFrame) -> dict[str, str]:
     """Memory id -> what the person asked, for the memories a tool call names as its parent."""
     wanted = {meta.get("parentEventId") for meta in memories["metadata"] if meta.get("toolName")}
     wanted.discard(None)
-    if not wanted:
-        return {}
-    subset = memories[memories["id"].isin(wanted)]
-    return {mid: _first_user_text(content, response) for mid, content, response
-            in zip(subset["id"], subset["content"], subset["response"], strict=True)}
+    return _texts_of(wanted, memories, None) if wanted else {}
 
 
 def build_samples(memories: pd.DataFrame, options: CurationOptions | None = None) -> CurationResult:
@@ -554,11 +550,11 @@ def _curate_deferred(batch: _Batch, memories: pd.DataFrame, options: CurationOpt
     return _join_batches([batch, late])
 
 
-def _texts_of(ids: set[str], memories: pd.DataFrame, profile: Profile) -> dict[str, str]:
+def _texts_of(ids: set[str], memories: pd.DataFrame, profile: Profile | None) -> dict[str, str]:
     """Memory id -> what the person asked in it, for the memories of the table with these ids
-    (read again from their files when the table holds no text)."""
+    (read again from the profile's files when the table holds no text)."""
     subset = memories[memories["id"].isin(ids)]
-    if "content" in subset:
+    if "content" in subset or profile is None:
         pairs = zip(subset["id"], subset["content"], subset["response"], strict=True)
     else:
         rows = reread_memories(profile, subset["path"].tolist())
