@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -117,3 +118,23 @@ def test_no_worker_is_left_behind(three_workers: None) -> None:
     for pid in workers:  # exited and reaped: no such process any more (not even a zombie)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_workers_fork_from_a_process_with_other_threads(three_workers: None) -> None:
+    """As in a Jupyter kernel: another thread is busy (and holds a lock now and then)."""
+    lock, stop = threading.Lock(), threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            with lock:
+                time.sleep(0.0005)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        results = map_shards(_pid_and_squares, 90, min_shard=10)
+    finally:
+        stop.set()
+        thread.join()
+    assert [value for _, part in results for value in part] == [n * n for n in range(90)]
+    assert len({pid for pid, _ in results}) == 3
