@@ -35,7 +35,13 @@ from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.memory import MEMORY_COLUMNS, LoadReport, load_memories_with, reread_memories
+from metahuman_lib.memory import (
+    MEMORY_COLUMNS,
+    MODES,
+    LoadReport,
+    load_memories_with,
+    reread_memories,
+)
 from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
@@ -45,8 +51,6 @@ from metahuman_lib.text_rules import (
     scrub_pii,
     strip_leading_filler,
 )
-
-MODES: tuple[str, ...] = ("dual", "emulation", "agent")
 
 EXCLUDED_KINDS: dict[str, str] = {
     "rejected_by_person": "the person rejected it (metadata.reinforcementSignal is -1)",

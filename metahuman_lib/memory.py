@@ -568,14 +568,9 @@ def reread_memories(profile: Profile, paths: Iterable[str], *,
     """The rows (values of :data:`MEMORY_COLUMNS`) of the memory files at ``paths`` (relative to
     the episodic folder, as in the ``path`` column) that still read well: for looking a few
     memories up again when the table was loaded without their text."""
-    rows = []
-    for rel in paths:
-        category = _category("", rel.split("/", 1)[0], None) if "/" in rel else None
-        try:
-            rows.append(_parse_file(str(profile.episodic_dir / rel), rel, category, max_file_bytes))
-        except _Skip:
-            continue
-    return rows
+    files = [(str(profile.episodic_dir / rel), rel,
+              _category("", rel.split("/", 1)[0], None) if "/" in rel else None) for rel in paths]
+    return _parse_files(files, max_file_bytes)[0]
 
 
 def _load(profile: Profile, max_file_bytes: int,
