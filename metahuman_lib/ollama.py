@@ -8,8 +8,12 @@ Ollama imports (spec section 7):
   Mistral and Gemma, so :func:`merge_lora` (PEFT ``merge_and_unload``) writes a merged folder that
   imports as a full model anywhere.
 
-``TEMPLATE`` is the ChatML template the trainer formats samples with, and ``SYSTEM`` must be the
-system prompt used in training; the builder takes it as an argument (the curation step owns it).
+``TEMPLATE`` is the Go template of the version's chat format (:mod:`metahuman_lib.chat_formats`,
+the family the trainer formatted with, read from the run's ``prompt_format.json``), so Ollama serves
+exactly the prompt the model learned; ``PARAMETER stop`` lists its end-of-turn markers. ``SYSTEM``
+is the system prompt of the mode the version was trained for (the curation step owns the text).
+A full fine-tune can also be converted to a Q8_0 GGUF, as MetaHuman OS does, where llama.cpp's
+``convert_hf_to_gguf.py`` is installed.
 """
 
 from __future__ import annotations
@@ -21,16 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from metahuman_lib import chat_formats
+from metahuman_lib.chat_formats import CHATML, ChatFormat
 from metahuman_lib.errors import ConfigError, MissingExtraError, WorkbenchError
 
-# ChatML, as the trainer renders samples (spec section 5): system, then each turn, then the
-# assistant's opening tag for the answer to be generated.
-CHATML_TEMPLATE = (
-    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-    "<|im_start|>assistant\n"
-)
-STOP_TOKENS = ("<|im_start|>", "<|im_end|>")
 DEFAULT_PARAMETERS: tuple[tuple[str, str | int | float], ...] = (
     ("temperature", 0.7),
     ("top_p", 0.9),
@@ -38,16 +36,27 @@ DEFAULT_PARAMETERS: tuple[tuple[str, str | int | float], ...] = (
 )
 SMOKE_PROMPT = "How are you feeling today?"
 
+GGUF_QUANTIZATION = "Q8_0"
+
 # Hub ids of bases the workbench trains on, and the Ollama library names of the same weights,
 # for ``FROM`` under an ``ADAPTER``. Anything else needs ``ollama_base`` or a merged export.
 OLLAMA_BASE_NAMES = {
-    "Qwen/Qwen3-14B": "qwen3:14b",
-    "Qwen/Qwen3-8B": "qwen3:8b",
-    "Qwen/Qwen3-4B": "qwen3:4b",
-    "Qwen/Qwen3-1.7B": "qwen3:1.7b",
-    "Qwen/Qwen3-0.6B": "qwen3:0.6b",
+    **{f"Qwen/Qwen3-{size}": f"qwen3:{size.lower()}" for size in ("0.6B", "1.7B", "4B", "8B", "14B", "32B")},
+    **{f"Qwen/Qwen3.5-{size}": f"qwen3.5:{size.lower()}" for size in ("0.8B", "2B", "4B", "9B", "27B")},
+    "unsloth/Qwen3.5-9B": "qwen3.5:9b",
     "Qwen/Qwen2.5-7B-Instruct": "qwen2.5:7b-instruct",
     "Qwen/Qwen2.5-14B-Instruct": "qwen2.5:14b-instruct",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "llama3:8b",
+    "meta-llama/Llama-3.1-8B-Instruct": "llama3.1:8b",
+    "meta-llama/Meta-Llama-3.1-8B-Instruct": "llama3.1:8b",
+    "meta-llama/Llama-3.1-70B-Instruct": "llama3.1:70b",
+    "meta-llama/Llama-3.2-1B-Instruct": "llama3.2:1b",
+    "meta-llama/Llama-3.2-3B-Instruct": "llama3.2:3b",
+    "meta-llama/Llama-3.3-70B-Instruct": "llama3.3:70b",
+    **{f"google/gemma-2-{size}-it": f"gemma2:{size}" for size in ("2b", "9b", "27b")},
+    **{f"google/gemma-3-{size}-it": f"gemma3:{size}" for size in ("1b", "4b", "12b", "27b")},
+    "mistralai/Mistral-7B-Instruct-v0.3": "mistral:7b",
+    "mistralai/Mistral-Nemo-Instruct-2407": "mistral-nemo:12b",
 }
 
 
@@ -75,25 +84,59 @@ def _quote(text: str) -> str:
 
 @dataclass(frozen=True)
 class ModelfileSpec:
-    """What goes into one Modelfile."""
+    """What goes into one Modelfile: the weights, the version's chat format and its system prompt."""
 
     from_: str
     system: str
     adapter: str | None = None
-    template: str = CHATML_TEMPLATE
+    fmt: ChatFormat = CHATML
     parameters: tuple[tuple[str, str | int | float], ...] = DEFAULT_PARAMETERS
-    stop: tuple[str, ...] = STOP_TOKENS
 
     def render(self) -> str:
         """The Modelfile text."""
         lines = [f"FROM {self.from_}"]
         if self.adapter:
             lines.append(f"ADAPTER {self.adapter}")
-        lines.append(f"TEMPLATE {_quote(self.template)}")
+        lines.append(f"TEMPLATE {_quote(self.fmt.ollama_template)}")
         lines.append(f"SYSTEM {_quote(self.system)}")
         lines += [f"PARAMETER {name} {value}" for name, value in self.parameters]
-        lines += [f'PARAMETER stop "{token}"' for token in self.stop]
+        lines += [f'PARAMETER stop "{token}"' for token in self.fmt.stop]
         return "\n".join(lines) + "\n"
+
+
+def _tokenizer_template(folder: Path) -> str | None:
+    """The chat template saved in a model, adapter or tokenizer folder, if any."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    config = folder / "tokenizer_config.json"
+    if config.is_file():
+        import orjson
+
+        try:
+            return orjson.loads(config.read_bytes()).get("chat_template")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+    return None
+
+
+def version_chat_format(record: dict[str, Any], root: Path) -> ChatFormat:
+    """The chat format a version was trained in: its run's ``prompt_format.json``, else the chat
+    template saved with its weights (imported versions), else ChatML (MetaHuman OS's own format)."""
+    root = Path(root)
+    if record.get("run_dir"):
+        recorded = root / record["run_dir"] / "prompt_format.json"
+        if recorded.is_file():
+            import orjson
+
+            return chat_formats.by_name(orjson.loads(recorded.read_bytes())["chat_format"]["name"])
+    for stored in (record.get("output_path"), record.get("base_model")):
+        if stored:
+            folder = Path(stored) if Path(stored).is_absolute() else root / stored
+            template = _tokenizer_template(folder) if folder.is_dir() else None
+            if template:
+                return chat_formats.detect(template, where=str(folder))
+    return CHATML
 
 
 def _base_for_adapter(base_model: str | None, root: Path, ollama_base: str | None) -> str:
@@ -129,12 +172,13 @@ def modelfile_for_version(record: dict[str, Any], *, root: Path, system: str,
     if not output:
         raise WorkbenchError(f"v{record.get('version')} has no model output to load into Ollama.")
     output_path = Path(output) if Path(output).is_absolute() else Path(root) / output
+    fmt = version_chat_format(record, Path(root))
     if merged_dir is not None:
-        return ModelfileSpec(from_=str(Path(merged_dir).resolve()), system=system)
+        return ModelfileSpec(from_=str(Path(merged_dir).resolve()), system=system, fmt=fmt)
     if record.get("output_kind") == "adapter" or record.get("method") == "lora":
         base = _base_for_adapter(record.get("base_model"), Path(root), ollama_base)
-        return ModelfileSpec(from_=base, adapter=str(output_path.resolve()), system=system)
-    return ModelfileSpec(from_=str(output_path.resolve()), system=system)
+        return ModelfileSpec(from_=base, adapter=str(output_path.resolve()), system=system, fmt=fmt)
+    return ModelfileSpec(from_=str(output_path.resolve()), system=system, fmt=fmt)
 
 
 def write_modelfile(spec: ModelfileSpec, path: Path) -> Path:
@@ -166,6 +210,41 @@ def merge_lora(adapter_dir: Path, base_model: str, out_dir: Path) -> Path:
         raise WorkbenchError(f"Merged weights saved to {out_dir}, but no tokenizer could be copied "
                              f"from {tokenizer_source} ({exc}); copy it there by hand.") from exc
     return out_dir
+
+
+def find_gguf_converter() -> list[str] | None:
+    """llama.cpp's ``convert_hf_to_gguf.py``: under ``$LLAMA_CPP_DIR``, or on PATH; None when absent."""
+    import os
+    import sys
+
+    folder = os.environ.get("LLAMA_CPP_DIR")
+    if folder and (Path(folder) / "convert_hf_to_gguf.py").is_file():
+        return [sys.executable, str(Path(folder) / "convert_hf_to_gguf.py")]
+    for name in ("convert_hf_to_gguf.py", "convert_hf_to_gguf", "convert-hf-to-gguf"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    return None
+
+
+def convert_to_gguf(model_dir: Path, out_file: Path, converter: list[str], *,
+                    runner: Runner = subprocess.run, timeout_s: float = 7200.0) -> Path:
+    """A Q8_0 GGUF of a full model folder, as MetaHuman OS makes, written under a temporary name
+    and renamed, so a cut conversion never leaves a file that looks whole.
+
+    Raises:
+        WorkbenchError: the converter failed, with its own last words.
+    """
+    out_file = Path(out_file)
+    partial = out_file.with_name(f".{out_file.name}.partial")
+    command = [*converter, str(model_dir), "--outtype", GGUF_QUANTIZATION.lower(), "--outfile", str(partial)]
+    done = runner(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        raise WorkbenchError(f"GGUF conversion of {model_dir} failed (exit {done.returncode}): "
+                             f"{(done.stderr or done.stdout or '').strip()[-500:]}")
+    partial.replace(out_file)
+    return out_file
 
 
 @dataclass(frozen=True)
@@ -255,6 +334,7 @@ def export_run(profile: Any, run_dir: str | Path, *, run: bool = False, ollama_b
         return {"modelfile": None, "note": f"run {label} is not the current version; no Modelfile written"}
     modelfile = Path(run_dir) / "Modelfile"
     system = training_system_prompt(profile.username, record.get("mode_filter") or "emulation")
+    gguf = _gguf_for_full_model(profile, record)
     try:
         result = export_version(record, username=profile.username, root=profile.root, system=system,
                                 modelfile_path=modelfile, ollama_base=ollama_base, run=run,
@@ -262,4 +342,20 @@ def export_run(profile: Any, run_dir: str | Path, *, run: bool = False, ollama_b
     except ConfigError as exc:
         return {"modelfile": None, "note": str(exc)}
     return {"modelfile": str(modelfile), "name": result.name, "ran": result.ran,
-            "commands": list(result.commands), "smoke_answer": result.smoke_answer}
+            "commands": list(result.commands), "smoke_answer": result.smoke_answer, "gguf": gguf}
+
+
+def _gguf_for_full_model(profile: Any, record: dict[str, Any]) -> str:
+    """Convert a full fine-tune to ``output/model-Q8_0.gguf`` and record ``gguf_path``, where llama.cpp
+    is installed; otherwise say why not (a LoRA adapter is served on its base and needs none)."""
+    from metahuman_lib import registry
+
+    if record.get("output_kind") != "model":
+        return "not needed: a LoRA adapter is served on its base"
+    converter = find_gguf_converter()
+    if converter is None:
+        return "skipped: llama.cpp's convert_hf_to_gguf.py not found (set LLAMA_CPP_DIR to convert)"
+    model_dir = Path(profile.root) / record["output_path"]
+    out = convert_to_gguf(model_dir, model_dir.parent / f"model-{GGUF_QUANTIZATION}.gguf", converter)
+    registry.set_gguf_path(profile, record["version"], out, now=registry.utc_now())
+    return str(out)

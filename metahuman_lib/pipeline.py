@@ -527,6 +527,8 @@ def _registry_parent(profile: Profile, config: Any, base_flag: bool) -> tuple[in
     path = path if path.is_absolute() else profile.root / path
     kind = "adapter" if current.get("output_kind") == "adapter" or path.name == "adapter" else "model"
     base = lineage_base if kind == "adapter" else None
+    if base and not Path(base).is_absolute() and (profile.root / base).is_dir():
+        base = str(profile.root / base)  # a LoRA lineage on a full-model version: that version's folder
     return int(current["version"]), str(path), kind, current.get("output_sha256"), base
 
 

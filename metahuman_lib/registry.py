@@ -281,8 +281,14 @@ def _model_type(model: str | None, root: Path) -> str:
     return "huggingface"
 
 
-def _history_entry(record: dict[str, Any]) -> dict[str, Any]:
-    """One MetaHuman OS ``training_history`` entry for a version (imported ones as they were)."""
+def _history_entry(record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """One MetaHuman OS ``training_history`` entry for a version (imported ones as they were).
+
+    MetaHuman OS reads ``training_success`` as "a usable model" (``getLatestModel`` filters on it,
+    ``registerTrainingRun`` drops entries without it), so only a version that was promoted says
+    true; ``base_model_used`` is the model the version was trained from: its parent version's
+    weights when it continues one, else the base.
+    """
     if record.get("metahuman_os") is not None:
         entry = dict(record["metahuman_os"])
         if record.get("gguf_path") is None:
@@ -295,15 +301,31 @@ def _history_entry(record: dict[str, Any]) -> dict[str, Any]:
         "run_id": record.get("run_id"),
         "run_label": record.get("run_label"),
         "timestamp": record.get("trained_at") or record.get("registered_at"),
-        "base_model_used": record.get("base_model"),
+        "base_model_used": _trained_from(record, state),
         "output_model_path": record.get("output_path"),
     }
     if record.get("gguf_path"):
         entry["gguf_path"] = record["gguf_path"]
     entry["samples_trained"] = (record.get("samples") or {}).get("train")
     entry["mode_filter"] = record.get("mode_filter")
-    entry["training_success"] = record.get("status") != "failed"
+    entry["training_success"] = any(event.get("event") == "promoted" for event in record.get("events") or [])
+    entry["workbench_status"] = record.get("status")
     return entry
+
+
+def _trained_from(record: dict[str, Any], state: dict[str, Any]) -> str | None:
+    parent = _find(state, record.get("parent_version"))
+    if parent is not None and parent.get("output_path"):
+        return parent["output_path"]
+    return record.get("base_model")
+
+
+def lineage_base(parent: dict[str, Any], method: str | None) -> str | None:
+    """The base a child of ``parent`` sits on: a LoRA on a full model sits on that model's folder;
+    an adapter's child keeps the adapter's base; a full fine-tune keeps the lineage's base."""
+    if method == "lora" and parent.get("output_kind") == "model":
+        return parent.get("output_path")
+    return parent.get("base_model")
 
 
 def _refresh_mirror(data: dict[str, Any], root: Path) -> None:
@@ -318,7 +340,7 @@ def _refresh_mirror(data: dict[str, Any], root: Path) -> None:
     data["original_base_model"] = original
     data["current_base_model"] = current["output_path"] if current else original
     data["model_type"] = _model_type(data["current_base_model"], root)
-    data["training_history"] = [_history_entry(r) for r in sorted(state["versions"], key=_version_key)]
+    data["training_history"] = [_history_entry(r, state) for r in sorted(state["versions"], key=_version_key)]
     data.setdefault("versioning", dict(DEFAULT_VERSIONING))
     section["mirror_digest"] = _digest(data)
     data["workbench"] = data.pop("workbench")  # MetaHuman OS's fields first, ours after them
@@ -748,7 +770,7 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
         "selection_sha256": hashlib.sha256(orjson.dumps(selection, option=orjson.OPT_SORT_KEYS)).hexdigest()
         if selection is not None else None,
         "samples": _samples(run_dir, manifest),
-        "mode_filter": train_config.get("mode_filter") or (selection or {}).get("mode_filter"),
+        "mode_filter": train_config.get("mode_filter") or ((selection or {}).get("parameters") or {}).get("mode"),
         "evaluation": manifest.get("evaluation"),
         "weights_pruned_at": None,
         "events": [{"at": _iso(now), "event": "registered"}],
@@ -775,8 +797,9 @@ def register(profile: Profile, run_dir: Path, *, now: datetime) -> dict[str, Any
         state = _profile_state(data, profile.username, create=True)
         _refuse_duplicate(state, profile, record["run_label"])
         if record["parent_version"] is not None:
-            _require(state, profile, record["parent_version"])
+            parent = _require(state, profile, record["parent_version"])
             _check_built_on_parent(profile, state, record)
+            record["base_model"] = lineage_base(parent, record["method"]) or record["base_model"]
         elif state.get("original_base_model") is None:
             state["original_base_model"] = record["base_model"]
         record["version"] = max((r["version"] for r in state["versions"]), default=0) + 1
@@ -830,6 +853,16 @@ def set_evaluation(profile: Profile, version: int, evaluation: dict[str, Any], *
             record["status"] = "rejected"
             record["events"].append({"at": _iso(now), "event": "rejected",
                                      "reasons": list(evaluation.get("reasons") or [])})
+    return record
+
+
+def set_gguf_path(profile: Profile, version: int, gguf: Path, *, now: datetime) -> dict[str, Any]:
+    """Record the GGUF file made from a version's weights (MetaHuman OS's ``gguf_path``)."""
+    with _transaction(profile, now) as data:
+        state = _profile_state(data, profile.username, create=True)
+        record = _require(state, profile, version)
+        record["gguf_path"] = _rel(profile.root, Path(gguf))
+        record["events"].append({"at": _iso(now), "event": "gguf_written", "path": record["gguf_path"]})
     return record
 
 
@@ -932,6 +965,9 @@ def _protected(state: dict[str, Any], keep: int, candidates: list[dict[str, Any]
         kept[current["version"]] = "current"
         if current.get("parent_version") is not None:
             kept.setdefault(current["parent_version"], "parent_of_current")
+        for record in state["versions"]:  # a LoRA on a full-model version sits on that version's weights
+            if record.get("output_path") and record.get("output_path") == current.get("base_model"):
+                kept.setdefault(record["version"], "base_of_current")
     if state["aliases"].get("previous") is not None:
         kept.setdefault(state["aliases"]["previous"], "previous")
     for record in sorted(candidates, key=_version_key)[-keep:] if keep > 0 else []:
@@ -1232,16 +1268,50 @@ def register_and_promote(profile: Profile, run_dir: str | Path, *, now: datetime
         return {"registered": False, "reason": "no run_dir: exploring the registry only"}
     run_dir = Path(run_dir).resolve()
     label = _run_label_of(profile, run_dir)
+    flags = versioning(profile)
     existing = next((r for r in profile_state(profile)["versions"] if r.get("run_label") == label), None)
     record = existing or register(profile, run_dir, now=now)
     passed = (record.get("evaluation") or {}).get("passed")
+    notes = []
     if passed is True and record["status"] == "candidate":
-        record = promote(profile, record["version"], now=now)
+        if flags["auto_update_base"]:
+            record = promote(profile, record["version"], now=now)
+        else:
+            notes.append(f"gate passed, not promoted: versioning.auto_update_base is false in "
+                         f"{profile.registry_path}; promote it with: metahuman registry promote "
+                         f"v{record['version']} --username {profile.username}")
     promoted = profile_state(profile)["aliases"].get("current") == record["version"]
+    if promoted and not flags["keep_all_versions"]:
+        pruned = prune(profile, keep=1, now=now)
+        if pruned.removed:
+            notes.append("versioning.keep_all_versions is false: weights of "
+                         + ", ".join(f"v{v}" for v in pruned.removed) + " removed")
     record_in_manifest(run_dir, record, promoted=promoted)
     return {"registered": True, "version": record["version"], "status": record["status"],
             "promoted": promoted, "gate_passed": passed,
-            "reasons": list((record.get("evaluation") or {}).get("reasons") or [])}
+            "reasons": list((record.get("evaluation") or {}).get("reasons") or []), "notes": notes}
+
+
+def versioning(profile: Profile) -> dict[str, bool]:
+    """MetaHuman OS's ``versioning`` flags of the registry file, checked.
+
+    ``auto_update_base`` (a passing version becomes current) and ``keep_all_versions`` (false: older
+    weights are pruned after each promotion) are honoured; ``enabled: false`` is refused, since
+    every workbench run is a version.
+
+    Raises:
+        RegistryError: a flag is not true/false, or versioning is disabled.
+    """
+    data = load_registry(profile.registry_path)
+    flags = dict(DEFAULT_VERSIONING) | (data.get("versioning") or {})
+    for key in DEFAULT_VERSIONING:
+        if not isinstance(flags[key], bool):
+            raise RegistryError(f"versioning.{key} in {profile.registry_path} must be true or false, "
+                                f"got {flags[key]!r}.")
+    if not flags["enabled"]:
+        raise RegistryError(f"versioning.enabled is false in {profile.registry_path}: every workbench run "
+                            "registers a version, so it cannot run with versioning off; set it to true.")
+    return flags
 
 
 def apply_action(profile: Profile, action: str, *, now: datetime, version: int | None = None,

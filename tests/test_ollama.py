@@ -54,12 +54,11 @@ def test_lora_modelfile(tmp_path: Path) -> None:
     assert text == (
         "FROM qwen3:14b\n"
         f"ADAPTER {adapter}\n"
-        'TEMPLATE """{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
-        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+        'TEMPLATE """{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}'
         '<|im_start|>assistant\n"""\n'
         f'SYSTEM """{SYSTEM}"""\n'
         "PARAMETER temperature 0.7\nPARAMETER top_p 0.9\nPARAMETER num_ctx 2048\n"
-        'PARAMETER stop "<|im_start|>"\nPARAMETER stop "<|im_end|>"\n'
+        'PARAMETER stop "<|im_end|>"\nPARAMETER stop "<|im_start|>"\n'
     )
 
 

@@ -24,7 +24,7 @@ from metahuman_lib.profile import Profile
 PASSED = {"passed": True, "reasons": ["Recent loss improved."], "figures": {"recent_loss_before": 2.3}}
 FAILED = {"passed": False, "reasons": ["Old-probe loss changed 2.2 -> 2.4 (+9.09%)."], "figures": {}}
 MIRROR_ENTRY_KEYS = ["version", "run_id", "run_label", "timestamp", "base_model_used", "output_model_path",
-                     "samples_trained", "mode_filter", "training_success"]
+                     "samples_trained", "mode_filter", "training_success", "workbench_status"]
 
 
 def now(minutes: int = 0):
@@ -527,7 +527,7 @@ def test_register_and_promote_is_idempotent_and_records_the_outcome(profile: Pro
     run = make_run(profile, 1, evaluation=PASSED)
     outcome = registry.register_and_promote(profile, run, now=now())
     assert outcome == {"registered": True, "version": 1, "status": "promoted", "promoted": True,
-                       "gate_passed": True, "reasons": PASSED["reasons"]}
+                       "gate_passed": True, "reasons": PASSED["reasons"], "notes": []}
     assert registry.register_and_promote(profile, run, now=now()) == outcome  # a resumed step
     assert len(registry.profile_state(profile)["versions"]) == 1
     assert orjson.loads((run / "manifest.json").read_bytes())["registry"]["promoted"] is True

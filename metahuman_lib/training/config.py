@@ -24,9 +24,9 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULERS = ("cosine", "linear", "constant")
 DISTRIBUTED = ("ddp", "fsdp")
 PARENT_KINDS = ("adapter", "model", "base")
-DEFAULT_LORA_TARGETS: tuple[str, ...] = (
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-)
+#: ``auto``: every attention, linear-attention and MLP projection the architecture has (resolved
+#: from the model's own module names when it is loaded).
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("auto",)
 #: Learning rates MetaHuman OS used per method (spec section 5), applied when none is given.
 DEFAULT_LEARNING_RATES = {"lora": 3e-4, "full": 5e-6}
 

@@ -1,8 +1,9 @@
 """Chat samples -> token ids with loss on assistant tokens only, packed or length-grouped batches.
 
 One template for training and inference: a sample is rendered with the tokenizer's own chat
-template (ChatML when the tokenizer has none), exactly as ``apply_chat_template`` renders it at
-inference. Labels are ``-100`` everywhere except the assistant turns (their content and the
+template (ChatML when the tokenizer has none), called the way its family is served
+(:mod:`metahuman_lib.chat_formats`: Qwen3's non-thinking form, Llama's fixed date, the system text
+folded into the first user turn where the template has no system role). Labels are ``-100`` everywhere except the assistant turns (their content and the
 end-of-turn marker), so the model learns to answer and to stop, never to imitate the prompt
 (defect 6). Truncation is counted per sample, never silent; a sample whose assistant tokens are
 all cut off is dropped with the reason ``no_assistant_tokens_after_truncation``.
@@ -17,6 +18,9 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from metahuman_lib.chat_formats import CHATML, ChatFormat
+from metahuman_lib.errors import ConfigError
 
 IGNORE_INDEX = -100
 
@@ -49,8 +53,16 @@ def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
     return [{"role": "system", "content": system_prompt}, *messages]
 
 
-def render_with_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Render a conversation and find the character spans of its assistant turns.
+def render(tokenizer: Any, messages: list[dict[str, str]], fmt: ChatFormat = CHATML, *,
+           add_generation_prompt: bool = False) -> str:
+    """The model's own chat template over an already prepared conversation, called as ``fmt`` says."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **fmt.kwargs)
+
+
+def render_with_spans(tokenizer: Any, messages: list[dict[str, str]],
+                      fmt: ChatFormat = CHATML) -> tuple[str, list[tuple[int, int]]]:
+    """Render a prepared conversation and find the character spans of its assistant turns.
 
     Each span runs from the start of an assistant turn's content (the end of the rendered
     generation prompt) to the end of that turn, end-of-turn marker included, trailing whitespace
@@ -58,15 +70,14 @@ def render_with_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[s
     of the whole, which holds for ChatML and the common templates; when a template breaks it,
     the span falls back to the content text itself.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    text = render(tokenizer, messages, fmt)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for index, message in enumerate(messages):
         if message.get("role") != "assistant":
             continue
-        start_text = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True) \
-            if index else ""
-        end_text = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False).rstrip()
+        start_text = render(tokenizer, messages[:index], fmt, add_generation_prompt=True) if index else ""
+        end_text = render(tokenizer, messages[: index + 1], fmt).rstrip()
         if index and text.startswith(start_text) and text.startswith(end_text) and len(end_text) > len(start_text):
             span = (len(start_text), len(end_text))
         else:
@@ -116,9 +127,10 @@ class TokenizeStats:
                 "masked_share": self.masked_share, "dropped": dict(self.dropped)}
 
 
-def tokenize_sample(tokenizer: Any, messages: list[dict[str, str]], max_seq_len: int) -> tuple[list[int], list[int], bool]:
-    """Token ids and labels of one conversation, cut to ``max_seq_len``; also whether it was cut."""
-    text, spans = render_with_spans(tokenizer, messages)
+def tokenize_sample(tokenizer: Any, messages: list[dict[str, str]], max_seq_len: int,
+                    fmt: ChatFormat = CHATML) -> tuple[list[int], list[int], bool]:
+    """Token ids and labels of one prepared conversation, cut to ``max_seq_len``; also whether it was cut."""
+    text, spans = render_with_spans(tokenizer, messages, fmt)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
     labels = [IGNORE_INDEX] * len(ids)
@@ -134,6 +146,7 @@ def tokenize_records(
     records: Iterable[dict[str, Any]],
     max_seq_len: int,
     system_prompt: str | None = None,
+    fmt: ChatFormat = CHATML,
 ) -> tuple[list[Example], TokenizeStats]:
     """Tokenize JSONL sample records (``{"messages", "metadata"}``) into examples, with counts."""
     stats = TokenizeStats()
@@ -141,8 +154,8 @@ def tokenize_records(
     for record in records:
         stats.samples += 1
         meta = record.get("metadata") or {}
-        messages = with_system_prompt(record["messages"], system_prompt)
-        ids, labels, truncated = tokenize_sample(tokenizer, messages, max_seq_len)
+        messages = fmt.prepare(with_system_prompt(record["messages"], system_prompt))
+        ids, labels, truncated = tokenize_sample(tokenizer, messages, max_seq_len, fmt)
         stats.truncated_samples += int(truncated)
         example = Example(ids, labels, str(meta.get("sample_id", "")), str(meta.get("timestamp", ""))[:7], truncated)
         if example.trained_tokens == 0:
@@ -154,6 +167,44 @@ def tokenize_records(
         stats.tokens += len(ids)
         stats.trained_tokens += example.trained_tokens
     return examples, stats
+
+
+def _single_exchange(messages: list[dict[str, str]]) -> bool:
+    roles = [m.get("role") for m in messages if m.get("role") != "system"]
+    return roles == ["user", "assistant"]
+
+
+def prompt_format(tokenizer: Any, records: Sequence[dict[str, Any]], fmt: ChatFormat,
+                  system_prompt: str | None = None) -> dict[str, Any]:
+    """``prompt_format.json``: the first training sample, the exact text fed before its first trained
+    token, the exact text trained (end marker included), and what Ollama will serve for it.
+
+    The sample is the first single exchange of the dataset (the first sample when there is none),
+    so its ``[system, user]`` is a whole chat request.
+
+    Raises:
+        ConfigError: Ollama's rendering of the sample's request differs from the training prompt:
+            the Modelfile could not serve what the model learned, so nothing is trained.
+    """
+    index = next((i for i, r in enumerate(records) if _single_exchange(r["messages"])), 0)
+    record = records[index]
+    sent = with_system_prompt(record["messages"], system_prompt)
+    prepared = fmt.prepare(sent)
+    text, spans = render_with_spans(tokenizer, prepared, fmt)
+    if not spans:
+        raise ConfigError(f"Training sample {index} of dataset.jsonl has no assistant turn the template renders.")
+    start, end = spans[0]
+    first_answer = next(i for i, m in enumerate(sent) if m["role"] == "assistant")
+    served = fmt.serve(sent[:first_answer])
+    trained_prompt = text[:start]
+    if fmt.bos + served != trained_prompt:
+        raise ConfigError(
+            f"The Ollama TEMPLATE for {fmt.label} would serve {served!r} but the model's chat template "
+            f"trains {trained_prompt!r}: this base model's template is not the family's published format.")
+    meta = record.get("metadata") or {}
+    return {"chat_format": fmt.record(), "sample_index": index, "sample_id": meta.get("sample_id"),
+            "messages": record["messages"], "prompt": trained_prompt, "completion": text[start:end],
+            "served_prompt": served}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ from metahuman_lib.errors import ConfigError, MissingExtraError
 from metahuman_lib.training.config import TrainConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+#: The projections ``auto`` adapts, by the names the families use: attention, Qwen3.5's and
+#: Qwen3-Next's linear attention (Gated DeltaNet), and the MLP.
+AUTO_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "in_proj_qkv", "in_proj_z", "in_proj_qkvz",
+                     "out_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def weights_sha256(folder: Path) -> str:
@@ -72,6 +76,55 @@ def model_dtype(method: str, precision: str) -> Any:
     return torch.float32
 
 
+def linear_layer_names(model: Any) -> list[str]:
+    """Leaf names of the linear layers inside the model's blocks (never the head or embeddings)."""
+    import torch
+
+    names = set()
+    for full_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and ".layers." in f".{full_name}":
+            names.add(full_name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def resolve_lora_targets(model: Any, requested: tuple[str, ...] | list[str]) -> list[str]:
+    """The module names LoRA adapts on this architecture.
+
+    ``auto`` takes every projection of :data:`AUTO_LORA_TARGETS` the model has (all linear layers of
+    its blocks when it has none of them). Named targets must exist.
+
+    Raises:
+        ConfigError: a named target the model does not have, listing the ones it has.
+    """
+    available = linear_layer_names(model)
+    if list(requested) == ["auto"]:
+        chosen = [name for name in AUTO_LORA_TARGETS if name in available]
+        return chosen or available
+    missing = [name for name in requested if name not in available]
+    if missing:
+        raise ConfigError(f"training.lora_target_modules names {', '.join(missing)}, which "
+                          f"{type(model).__name__} does not have; its linear layers are: {', '.join(available)} "
+                          "(or use auto).")
+    return list(requested)
+
+
+def has_linear_attention(model: Any) -> bool:
+    """True for hybrid models (Qwen3.5, Qwen3-Next) whose recurrent layers keep state along a row."""
+    config = getattr(model, "config", None)
+    layer_types = getattr(getattr(config, "text_config", None) or config, "layer_types", None) or ()
+    return "linear_attention" in layer_types
+
+
+def same_model(first: str | None, second: str | None) -> bool:
+    """Two base-model references name the same model: equal ids, or the same local folder."""
+    if not first or not second:
+        return False
+    if first == second:
+        return True
+    a, b = Path(first), Path(second)
+    return a.is_dir() and b.is_dir() and a.resolve() == b.resolve()
+
+
 def parent_record(config: TrainConfig, run_dir: Path | None = None) -> dict[str, Any] | None:
     """What the run builds on, with checksums; raises when the parent is missing or changed.
 
@@ -96,7 +149,7 @@ def parent_record(config: TrainConfig, run_dir: Path | None = None) -> dict[str,
     if parent.kind == "adapter":
         adapter_base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
         record["adapter_base_model"] = adapter_base
-        if adapter_base and adapter_base != config.base_model:
+        if adapter_base and not same_model(adapter_base, config.base_model):
             raise ConfigError(f"Parent adapter {folder} was trained on {adapter_base!r}, but base_model is "
                               f"{config.base_model!r}: set base_model to the adapter's base.")
     return record
@@ -123,9 +176,12 @@ def load_model(config: TrainConfig, precision: str, parent: dict[str, Any] | Non
         raise MissingExtraError("train", exc.name or "transformers") from exc
 
     dtype = model_dtype(config.method, precision)
-    source = parent["path"] if parent and parent["kind"] == "model" else config.base_model
+    on_full_parent = bool(parent and parent["kind"] == "model")
+    source = parent["path"] if on_full_parent else config.base_model
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    loaded: dict[str, Any] = {"base_model": config.base_model, "weights_from": source,
+    # a LoRA on a full-model parent sits on that parent: it is this version's base
+    base = str(config.parent.path) if on_full_parent and config.method == "lora" else config.base_model
+    loaded: dict[str, Any] = {"base_model": base, "weights_from": source,
                               "dtype": str(dtype).replace("torch.", ""), "parent": parent}
     with _quiet_peft():
         model = _attach_adapter(model, config, parent, loaded)
@@ -147,10 +203,14 @@ def _attach_adapter(model: Any, config: TrainConfig, parent: dict[str, Any] | No
             model = PeftModel.from_pretrained(model, parent["path"]).merge_and_unload()
             loaded["adapter"] = "parent_adapter_merged_into_base"
     elif config.method == "lora":
+        targets = resolve_lora_targets(model, config.lora_target_modules)
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=list(config.lora_target_modules), task_type="CAUSAL_LM")
+                          target_modules=targets, task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
         loaded["adapter"] = "new_adapter"
+    if config.method == "lora":
+        # the adapter names the base it sits on as the lineage names it, so the next run can check it
+        model.peft_config["default"].base_model_name_or_path = loaded["base_model"]
     return model
 
 

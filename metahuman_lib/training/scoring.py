@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from metahuman_lib.chat_formats import CHATML, ChatFormat
 from metahuman_lib.training.data import IGNORE_INDEX, Example, collate, single_rows
 
 
@@ -69,24 +70,34 @@ def _aggregate(scores: Sequence[tuple[float, int, str]]) -> dict[str, Any]:
             "tokens": tokens, "samples": len(scores)}
 
 
+def stop_token_ids(tokenizer: Any, fmt: ChatFormat) -> list[int]:
+    """The ids that end an answer: the format's end-of-turn markers found in the vocabulary, and EOS."""
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[marker] for marker in fmt.stop if marker in vocab]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
 def generate_answers(model: Any, tokenizer: Any, prompts: Sequence[str], *, system_prompt: str | None,
-                     max_new_tokens: int, device: Any) -> list[str]:
-    """Greedy answers to probe prompts, rendered with the same chat template as training."""
+                     max_new_tokens: int, device: Any, fmt: ChatFormat = CHATML) -> list[str]:
+    """Greedy answers to probe prompts, rendered exactly as training rendered its prompts."""
     import torch
 
-    from metahuman_lib.training.data import with_system_prompt
+    from metahuman_lib.training.data import render, with_system_prompt
 
     answers = []
     was_training = model.training
     model.eval()
+    stops = stop_token_ids(tokenizer, fmt)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     for prompt in prompts:
-        messages = with_system_prompt([{"role": "user", "content": prompt}], system_prompt)
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        messages = fmt.prepare(with_system_prompt([{"role": "user", "content": prompt}], system_prompt))
+        text = render(tokenizer, messages, fmt, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
+                                 do_sample=False, pad_token_id=pad_id, eos_token_id=stops)
         answers.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
     model.train(was_training)
     return answers

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from metahuman_lib import chat_formats
 from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
@@ -42,6 +43,7 @@ EVAL_OLD_NAME = "eval_old.jsonl"
 METRICS_NAME = "metrics.json"
 EFFECTIVE_CONFIG_NAME = "effective_config.json"
 GENERATIONS_NAME = "generations.jsonl"
+PROMPT_FORMAT_NAME = "prompt_format.json"
 
 
 class TrainingCancelled(Exception):
@@ -175,7 +177,12 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer
 
-    from metahuman_lib.training.modeling import count_parameters, load_model, parent_record
+    from metahuman_lib.training.modeling import (
+        count_parameters,
+        has_linear_attention,
+        load_model,
+        parent_record,
+    )
 
     main = accelerator.is_main_process
     set_seed(config.seed)
@@ -185,10 +192,14 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     tokenizer_source = parent["path"] if has_tokenizer else config.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
     template_source = tdata.ensure_chat_template(tokenizer)
+    fmt = chat_formats.detect(tokenizer.chat_template, where=tokenizer_source)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     _status(main, run_dir, phase="tokenizing")
-    sets = _tokenize_sets(run_dir, tokenizer, config)
+    sets = _tokenize_sets(run_dir, tokenizer, config, fmt)
+    if main:
+        atomic_write_json(run_dir / PROMPT_FORMAT_NAME, tdata.prompt_format(
+            tokenizer, read_records(run_dir / DATASET_NAME), fmt, config.system_prompt))
     train_examples, train_stats = sets["train"]
     train_probe = random.Random(config.seed).sample(train_examples,
                                                     min(config.eval_train_samples, len(train_examples)))
@@ -197,6 +208,10 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     model, loaded = load_model(config, precision, parent)
     model.to(accelerator.device)
     trainable, total_params = count_parameters(model)
+    if config.packing and has_linear_attention(model):
+        # recurrent linear-attention layers carry state across packed neighbours: one sample a row
+        config = config.replace(packing=False)
+        loaded["packing"] = "off: the model has linear-attention layers, which packing would leak across samples"
 
     epoch_plans = [tdata.plan_epoch(train_examples, batch_size=config.batch_size, max_seq_len=config.max_seq_len,
                                     packing=config.packing, seed=config.seed, epoch=epoch)
@@ -209,7 +224,7 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     warmup = warmup_steps(total_steps, config.warmup_ratio)
 
     scratch = run_dir / SCRATCH_NAME
-    before = _before(run_dir, scratch, config, model, tokenizer, sets, train_probe, pad_id, accelerator)
+    before = _before(run_dir, scratch, config, model, tokenizer, sets, train_probe, pad_id, accelerator, fmt)
 
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, warmup, total_steps)
@@ -225,6 +240,7 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
 
     effective = _effective_config(config, precision, accelerator, template_source, loaded, model, trainable,
                                   total_params, warmup, total_steps, steps_per_epoch, progress)
+    effective["chat_format"] = fmt.record()
     if main:
         atomic_write_json(run_dir / EFFECTIVE_CONFIG_NAME, effective)
     _status(main, run_dir, phase="training", step=progress.step, total_steps=total_steps)
@@ -234,7 +250,7 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     _status(main, run_dir, phase="eval_after", eta_s=None)
     unwrapped = accelerator.unwrap_model(model)
     after = _evaluate(config, unwrapped, sets, train_probe, pad_id, accelerator)
-    generations_after = _probes(config, unwrapped, tokenizer, accelerator)
+    generations_after = _probes(config, unwrapped, tokenizer, accelerator, fmt)
 
     metrics = _metrics(config, before, after, progress, train_stats, steps_per_epoch)
     if main:
@@ -243,12 +259,13 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     return metrics
 
 
-def _tokenize_sets(run_dir: Path, tokenizer: Any, config: TrainConfig) -> dict[str, Any]:
+def _tokenize_sets(run_dir: Path, tokenizer: Any, config: TrainConfig,
+                   fmt: chat_formats.ChatFormat) -> dict[str, Any]:
     """Examples and counts of the train set and both eval sets; an empty train set is an error."""
     if not read_records(run_dir / DATASET_NAME):
         raise ConfigError(f"{run_dir / DATASET_NAME} is missing or empty: run selection first.")
     sets = {name: tdata.tokenize_records(tokenizer, read_records(run_dir / file), config.max_seq_len,
-                                         config.system_prompt)
+                                         config.system_prompt, fmt)
             for name, file in (("train", DATASET_NAME), ("eval_recent", EVAL_RECENT_NAME),
                                ("eval_old", EVAL_OLD_NAME))}
     examples, stats = sets["train"]
@@ -287,24 +304,26 @@ def _evaluate(config: TrainConfig, model: Any, sets: dict[str, Any], train_probe
             "train_sample": summarize(score(train_probe))}
 
 
-def _probes(config: TrainConfig, model: Any, tokenizer: Any, accelerator: Any) -> list[str] | None:
+def _probes(config: TrainConfig, model: Any, tokenizer: Any, accelerator: Any,
+            fmt: chat_formats.ChatFormat) -> list[str] | None:
     from metahuman_lib.training.scoring import generate_answers
 
     if not config.probe_prompts or not accelerator.is_main_process:
         return None
     return generate_answers(model, tokenizer, config.probe_prompts, system_prompt=config.system_prompt,
-                            max_new_tokens=config.probe_max_new_tokens, device=accelerator.device)
+                            max_new_tokens=config.probe_max_new_tokens, device=accelerator.device, fmt=fmt)
 
 
 def _before(run_dir: Path, scratch: Path, config: TrainConfig, model: Any, tokenizer: Any,
-            sets: dict[str, Any], train_probe: list[Any], pad_id: int, accelerator: Any) -> dict[str, Any]:
+            sets: dict[str, Any], train_probe: list[Any], pad_id: int, accelerator: Any,
+            fmt: chat_formats.ChatFormat) -> dict[str, Any]:
     """Scores of the starting model; kept in scratch so a resumed run reports the true 'before'."""
     path = scratch / "before.json"
     if path.exists():
         return read_json(path)
     _status(accelerator.is_main_process, run_dir, phase="eval_before")
     before = _evaluate(config, model, sets, train_probe, pad_id, accelerator)
-    before["generations"] = _probes(config, model, tokenizer, accelerator)
+    before["generations"] = _probes(config, model, tokenizer, accelerator, fmt)
     if accelerator.is_main_process:
         atomic_write_json(path, before)
     accelerator.wait_for_everyone()
