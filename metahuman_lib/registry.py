@@ -323,8 +323,10 @@ def _trained_from(record: dict[str, Any], state: dict[str, Any]) -> str | None:
 def lineage_base(parent: dict[str, Any], method: str | None) -> str | None:
     """The base a child of ``parent`` sits on: a LoRA on a full model sits on that model's folder;
     an adapter's child keeps the adapter's base; a full fine-tune keeps the lineage's base."""
-    if method == "lora" and parent.get("output_kind") == "model":
-        return parent.get("output_path")
+    output = parent.get("output_path")
+    kind = parent.get("output_kind") or (Path(output).name if output else None)  # imported: ".../model"
+    if method == "lora" and kind == "model":
+        return output
     return parent.get("base_model")
 
 

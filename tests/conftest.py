@@ -117,3 +117,12 @@ def make_memory_file() -> MakeMemoryFile:
 
     return _make
 
+
+
+@pytest.fixture(scope="session")
+def ollama_render(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, list[dict[str, str]]], str]:
+    """Render a Modelfile TEMPLATE as Ollama does (Go text/template), built once per session."""
+    from _helpers_ollama_render import build, render
+
+    binary = build(tmp_path_factory.mktemp("ollama-render"))
+    return lambda template, messages: render(binary, template, messages)
