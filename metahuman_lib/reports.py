@@ -308,6 +308,8 @@ text-align:left;font-size:.9rem}th{background:#f6f8fa}
 .succeeded,.pass,.promoted{color:#1a7f37;font-weight:600}.failed,.fail,.rejected{color:#cf222e;
 font-weight:600}.skipped,.warn,.pending,.dry_run,.interrupted,.running{color:#9a6700;font-weight:600}
 .note{color:#57606a;font-size:.85rem}
+pre{white-space:pre-wrap;background:#f6f8fa;border:1px solid #d0d7de;padding:.5rem;font-size:.85rem}
+pre.completion{background:#dafbe1}
 """
 
 
@@ -549,7 +551,7 @@ def write_run_report(run_dir: Path, *, redact: bool = False) -> Path:
     manifest = read_manifest(run_dir)
     summary = run_summary(run_dir)
     sections = [_summary_section(summary, manifest, redact), _steps_section(manifest),
-                _gates_section(manifest), _cost_section(summary)]
+                _gates_section(manifest), _cost_section(summary), _prompt_format_section(run_dir, redact)]
     figures = run_figures(run_dir)
     if figures:
         sections.append("<h2>Charts</h2>" + "".join(figure_div(f) for f in figures))
@@ -574,6 +576,29 @@ def _summary_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], re
     return ("<h2>Summary</h2>" + note + html_table(rows) + "<h2>Parameters</h2>" + html_table(params_rows)
             + f'<p class="note">flags: {html.escape(" ".join(_get(cycle, "parameters", "flags") or []) or "none")}'
             f"; seed {html.escape(str(_get(cycle, 'parameters', 'seed')))}</p>")
+
+
+def _prompt_format_section(run_dir: Path, redact: bool) -> str:
+    """The chat format trained, and the first sample's exact prompt and completion (prompt_format.json)."""
+    recorded = _read_optional_json(run_dir / "prompt_format.json")
+    if not recorded:
+        return ""
+    fmt = recorded.get("chat_format") or {}
+    served = recorded.get("served_prompt")
+    same = served is not None and (fmt.get("bos_token") or "") + served == recorded.get("prompt")
+    rows = [{"item": "family", "value": fmt.get("label")},
+            {"item": "template settings", "value": ", ".join(f"{k}={v}" for k, v in
+                                                           (fmt.get("template_kwargs") or {}).items()) or "none"},
+            {"item": "system text", "value": "its own role" if fmt.get("system_role") else "leads the first user turn"},
+            {"item": "end-of-turn markers (PARAMETER stop)", "value": " ".join(fmt.get("stop") or [])},
+            {"item": "BOS added by Ollama's runner", "value": fmt.get("bos_token") or "none"},
+            {"item": "Ollama serves the trained prompt", "value": "yes, byte for byte" if same else "no"}]
+    text = "" if redact else (
+        f'<p class="note">Sample {html.escape(str(recorded.get("sample_index")))} of dataset.jsonl, '
+        "as the trainer fed it: the prompt (no loss), then the completion it learned.</p>"
+        f'<pre class="prompt">{html.escape(str(recorded.get("prompt")))}</pre>'
+        f'<pre class="completion">{html.escape(str(recorded.get("completion")))}</pre>')
+    return "<h2>Prompt format</h2>" + html_table(rows) + text
 
 
 def _steps_section(manifest: Mapping[str, Any]) -> str:

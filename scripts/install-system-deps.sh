@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# System packages the test suite drives for real: Debian's Chromium (browser tests) and an
-# OpenSSH server (transfer tests). Installs only what is missing; needs root and apt-get.
+# System packages the test suite drives for real: Debian's Chromium (browser tests), an
+# OpenSSH server (transfer tests) and Go (Ollama's template engine, text/template, renders each
+# family's Modelfile TEMPLATE in the serving tests). Installs only what is missing; needs root and apt-get.
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing+=(golang-go)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -191,3 +191,68 @@ def test_export_run_writes_the_modelfile_of_the_current_version_only(tmp_path: P
     assert exported["commands"][0] == f"ollama create tester-v1 -f {first / 'Modelfile'}"
     assert (first / "Modelfile").read_text().startswith(
         f"FROM tiny:latest\nADAPTER {first / 'output' / 'adapter'}\n")
+
+
+CONVERTER = """#!{python}
+import sys
+args = sys.argv[1:]
+if "--outtype" not in args or args[args.index("--outtype") + 1] != "q8_0":
+    sys.exit("expected --outtype q8_0")
+open(args[args.index("--outfile") + 1], "wb").write(b"GGUF" + args[0].encode())
+"""
+
+
+def test_a_full_fine_tune_gets_a_q8_0_gguf_where_llama_cpp_is_installed(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    profile = Profile(tmp_path / "root", "tester")
+    run = make_run(profile, 1, method="full", evaluation={"passed": True, "reasons": []})
+    registry.register_and_promote(profile, run, now=T0)
+    assert ollama.export_run(profile, run)["gguf"].startswith("skipped: llama.cpp")
+    llama_cpp = tmp_path / "llama.cpp"
+    llama_cpp.mkdir()
+    (llama_cpp / "convert_hf_to_gguf.py").write_text(CONVERTER.format(python=sys.executable))
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(llama_cpp))
+    result = ollama.export_run(profile, run)
+    gguf = run / "output" / "model-Q8_0.gguf"
+    assert result["gguf"] == str(gguf) and gguf.read_bytes() == b"GGUF" + str(run / "output" / "model").encode()
+    record = registry.get_version(profile, 1)
+    assert record["gguf_path"] == gguf.relative_to(profile.root).as_posix()
+    mirror = orjson.loads(profile.registry_path.read_bytes())["training_history"][0]
+    assert mirror["gguf_path"] == record["gguf_path"]
+    assert (run / "Modelfile").read_text().startswith(f"FROM {(run / 'output' / 'model').resolve()}\n")
+    assert not list((run / "output").glob(".*partial"))
+
+
+def test_a_failed_conversion_leaves_no_file_that_looks_whole(tmp_path: Path) -> None:
+    import sys
+
+    script = tmp_path / "convert.py"
+    script.write_text("import sys\nopen(sys.argv[-1], 'wb').write(b'half')\nsys.exit('out of disk')\n")
+    with pytest.raises(WorkbenchError, match="out of disk"):
+        ollama.convert_to_gguf(tmp_path, tmp_path / "model-Q8_0.gguf", [sys.executable, str(script)])
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*partial"))
+
+
+def test_imported_versions_are_served_in_the_format_saved_with_their_weights(tmp_path: Path) -> None:
+    from metahuman_lib.training.tiny_families import GEMMA2_TEMPLATE
+
+    model = tmp_path / "profiles/greggles/out/run/model"
+    model.mkdir(parents=True)
+    (model / "chat_template.jinja").write_text(GEMMA2_TEMPLATE)
+    record = {"version": 1, "output_path": "profiles/greggles/out/run/model", "base_model": "google/gemma-2-9b-it"}
+    spec = ollama.modelfile_for_version(record, root=tmp_path, system=SYSTEM)
+    assert spec.fmt.name == "gemma" and spec.from_ == str(model.resolve())
+    assert 'PARAMETER stop "<end_of_turn>"' in spec.render()
+
+
+@pytest.mark.parametrize(("base", "tag"), [
+    ("Qwen/Qwen3-14B", "qwen3:14b"), ("Qwen/Qwen3.5-9B", "qwen3.5:9b"),
+    ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b"), ("meta-llama/Llama-3.1-8B-Instruct", "llama3.1:8b"),
+    ("google/gemma-2-9b-it", "gemma2:9b"), ("google/gemma-3-12b-it", "gemma3:12b"),
+    ("mistralai/Mistral-7B-Instruct-v0.3", "mistral:7b")])
+def test_common_bases_have_their_ollama_library_tag(tmp_path: Path, base: str, tag: str) -> None:
+    record = {"version": 2, "output_kind": "adapter", "method": "lora", "base_model": base,
+              "output_path": "run/output/adapter"}
+    assert ollama.modelfile_for_version(record, root=tmp_path, system=SYSTEM).from_ == tag

@@ -205,3 +205,20 @@ def test_report_draws_in_headless_chromium(tmp_path: Path, two_runs: tuple[Profi
         assert result.errors == [] and result.external_requests == [], page
         assert result.plots >= 1 and result.drawn_svgs >= result.plots, page
         assert fake_key not in result.text
+
+
+def test_run_report_shows_the_prompt_format(two_runs: tuple[Profile, Path, Path]) -> None:
+    from metahuman_lib.chat_formats import LLAMA31
+
+    _profile, _first, second = two_runs
+    served = LLAMA31.serve([{"role": "system", "content": "S"}, {"role": "user", "content": "Hi <b>there</b>"}])
+    atomic_write_json(second / "prompt_format.json", {
+        "chat_format": LLAMA31.record(), "sample_index": 0, "messages": [],
+        "prompt": "<|begin_of_text|>" + served, "completion": "Hello!<|eot_id|>", "served_prompt": served})
+    report = write_run_report(second).read_text()
+    section = report[report.index("<h2>Prompt format</h2>"):]
+    assert "Llama 3.1-3.3" in section and "date_string=26 Jul 2024" in section
+    assert "yes, byte for byte" in section and "&lt;|eot_id|&gt;" in section
+    assert "Hi &lt;b&gt;there&lt;/b&gt;" in section and "<b>there" not in section
+    redacted = write_run_report(second, redact=True).read_text()
+    assert "<h2>Prompt format</h2>" in redacted and "Hi &lt;b&gt;" not in redacted

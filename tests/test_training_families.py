@@ -117,3 +117,22 @@ def test_a_full_fine_tune_of_gemma2_imports_its_folder(tmp_path, tmp_path_factor
     recorded = read_json(run_dir / "prompt_format.json")
     request = [m for m in recorded["messages"] if m["role"] != "assistant"]
     assert "<bos>" + ollama_render(modelfile_template(text), request) == recorded["prompt"]
+
+
+def test_a_lora_on_a_full_model_parent_names_it_and_the_next_run_continues_it(tmp_path, tmp_path_factory):
+    base = family_model(tmp_path_factory, "qwen3")
+    full, lora, again = (tmp_path / name for name in ("v1", "v2", "v3"))
+    for folder in (full, lora, again):
+        folder.mkdir()
+    write_run(full, base, method="full", learning_rate=1e-4)
+    train.run(full)
+    parent_model = full / "output" / "model"
+    write_run(lora, base, parent={"version": 1, "path": str(parent_model), "kind": "model"})
+    train.run(lora)
+    adapter_config = read_json(lora / "output" / "adapter" / "adapter_config.json")
+    assert adapter_config["base_model_name_or_path"] == str(parent_model)
+    assert read_json(lora / "effective_config.json")["loaded"]["base_model"] == str(parent_model)
+    # the next monthly run: the lineage's base is v1's folder, and v2's adapter is trained further
+    write_run(again, parent_model, parent={"version": 2, "path": str(lora / "output" / "adapter"), "kind": "adapter"})
+    train.run(again)
+    assert read_json(again / "effective_config.json")["loaded"]["adapter"] == "continued_parent_adapter"
