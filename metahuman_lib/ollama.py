@@ -334,7 +334,7 @@ def export_run(profile: Any, run_dir: str | Path, *, run: bool = False, ollama_b
         return {"modelfile": None, "note": f"run {label} is not the current version; no Modelfile written"}
     modelfile = Path(run_dir) / "Modelfile"
     system = training_system_prompt(profile.username, record.get("mode_filter") or "emulation")
-    gguf = _gguf_for_full_model(profile, record)
+    gguf = gguf_for_full_model(profile, record)
     try:
         result = export_version(record, username=profile.username, root=profile.root, system=system,
                                 modelfile_path=modelfile, ollama_base=ollama_base, run=run,
@@ -345,17 +345,18 @@ def export_run(profile: Any, run_dir: str | Path, *, run: bool = False, ollama_b
             "commands": list(result.commands), "smoke_answer": result.smoke_answer, "gguf": gguf}
 
 
-def _gguf_for_full_model(profile: Any, record: dict[str, Any]) -> str:
+def gguf_for_full_model(profile: Any, record: dict[str, Any]) -> str:
     """Convert a full fine-tune to ``output/model-Q8_0.gguf`` and record ``gguf_path``, where llama.cpp
     is installed; otherwise say why not (a LoRA adapter is served on its base and needs none)."""
     from metahuman_lib import registry
 
-    if record.get("output_kind") != "model":
+    output = record.get("output_path")
+    if not output or (record.get("output_kind") or Path(output).name) != "model":
         return "not needed: a LoRA adapter is served on its base"
     converter = find_gguf_converter()
     if converter is None:
         return "skipped: llama.cpp's convert_hf_to_gguf.py not found (set LLAMA_CPP_DIR to convert)"
-    model_dir = Path(profile.root) / record["output_path"]
+    model_dir = Path(profile.root) / output
     out = convert_to_gguf(model_dir, model_dir.parent / f"model-{GGUF_QUANTIZATION}.gguf", converter)
     registry.set_gguf_path(profile, record["version"], out, now=registry.utc_now())
     return str(out)

@@ -155,13 +155,17 @@ def ollama(version: str = typer.Argument(None, help="Version (default: current).
     modelfile = _ollama.default_modelfile_path(record, profile.root)
     merged = None
     if merge and record.get("output_kind") == "adapter":
-        merged = _ollama.merge_lora(profile.root / record["output_path"], record["base_model"],
+        base = record["base_model"]
+        base = str(profile.root / base) if (profile.root / base).is_dir() else base  # a full-model parent
+        merged = _ollama.merge_lora(profile.root / record["output_path"], base,
                                     modelfile.parent / "output" / "merged")
     result = _ollama.export_version(record, username=username, root=profile.root,
                                     system=system or _ollama.training_system_prompt(username, record.get("mode_filter") or "emulation"),
                                     modelfile_path=modelfile, ollama_base=ollama_base,
                                     merged_dir=merged, run=not print_only)
     typer.echo(f"Modelfile: {modelfile}")
+    if not print_only:
+        typer.echo(f"GGUF: {_ollama.gguf_for_full_model(profile, record)}")
     if not result.ran:
         typer.echo("Ollama is not on PATH (or --print-only); run:" if not print_only else "Run:")
     for command in result.commands:
