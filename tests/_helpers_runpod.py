@@ -255,10 +255,11 @@ class FakeRunPodApi:
     def live_pods(self) -> list[FakePod]:
         return [pod for pod in self.pods.values() if pod.status != "TERMINATED"]
 
-    def add_pod(self, name: str, *, gpu_type: str = "NVIDIA A100 80GB PCIe") -> FakePod:
-        """A pod created outside the code under test (an orphan from a crashed process)."""
+    def add_pod(self, name: str, *, gpu_type: str = "NVIDIA A100 80GB PCIe",
+                env: dict[str, str] | None = None) -> FakePod:
+        """A pod created outside the code under test (an orphan from a crashed process, or not ours)."""
         with self.lock:
-            pod = FakePod(f"pod{len(self.pods) + 1:04d}", name, gpu_type, "COMMUNITY", {}, "22/tcp",
+            pod = FakePod(f"pod{len(self.pods) + 1:04d}", name, gpu_type, "COMMUNITY", dict(env or {}), "22/tcp",
                           True, time.time(), polls=99)
             self.pods[pod.id] = pod
         return pod
@@ -330,7 +331,8 @@ class FakeRunPodApi:
                               "publicPort": self.ssh_port, "type": "tcp"}]} if ready else None
         return {"id": pod.id, "name": pod.name, "desiredStatus": pod.status, "costPerHr": price,
                 "uptimeSeconds": int(time.time() - pod.created), "gpuCount": 1,
-                "imageName": "img", "runtime": runtime, "machine": {"gpuDisplayName": pod.gpu_type}}
+                "imageName": "img", "runtime": runtime, "machine": {"gpuDisplayName": pod.gpu_type},
+                "env": [f"{key}={value}" for key, value in pod.env.items()]}
 
 
 def _field(query: str, name: str) -> str | None:

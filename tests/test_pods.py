@@ -31,12 +31,12 @@ def fake_api(monkeypatch):
     api.stop()
 
 
-def _claim(root, user, label, pod_id, state, terminated):
+def _claim(root, user, label, pod_id, state, terminated, mark, previous=()):
     run = root / "profiles" / user / "out" / "fine-tuned-models" / label[:10] / label
 
     def change(manifest):
-        manifest.setdefault("training", {})["runpod"] = {"pod_id": pod_id, "state": state,
-                                                         "terminated": terminated}
+        manifest.setdefault("training", {})["runpod"] = {"pod_id": pod_id, "state": state, "run_mark": mark,
+                                                         "terminated": terminated, "previous_pods": list(previous)}
 
     update_manifest(run, change)
     return run
@@ -83,6 +83,8 @@ def test_api_errors_never_carry_the_key(fake_api):
 @pytest.mark.parametrize("parts, expected", [
     (("metahuman", "greggles", "2025-12-03-182930-b19860"), "metahuman-greggles-2025-12-03-182930-b19860"),
     (("metahuman", 'a"b c', "x"), "metahuman-a-b-c-x"),
+    (("metahuman", "greggles", "2025-12-03-182930-b19860", "0123456789ab"),
+     "metahuman-greggles-2025-12-03-182930-b19860-wb0123456789ab"),
 ])
 def test_pod_name(parts, expected):
     assert pod_name(*parts) == expected
@@ -111,55 +113,74 @@ def test_unknown_gpu_type_is_skipped(fake_api):
 
 # ------------------------------------------------------------------ reap
 
-def test_plan_reap_keeps_active_runs_and_ignores_other_pods(fake_api, tmp_path):
-    orphan = fake_api.add_pod("metahuman-demo-2026-01-01-000000-aaaaaa")
-    finished = fake_api.add_pod("metahuman-demo-2026-01-02-000000-bbbbbb")
-    active = fake_api.add_pod("metahuman-demo-2026-01-03-000000-cccccc")
-    fake_api.add_pod("someone-elses-pod")
-    _claim(tmp_path, "demo", "2026-01-02-000000-bbbbbb", finished.id, "succeeded", False)
-    _claim(tmp_path, "demo", "2026-01-03-000000-cccccc", active.id, "running", False)
+def _our_pods(fake_api):
+    """An orphan whose run moved on, a finished run's pod, an active run's pod (marked in the name or
+    only in the environment), a marked pod no run folder knows, and MetaHuman OS's own server pod."""
+    moved = fake_api.add_pod("metahuman-demo-2026-01-01-000000-aaaaaa-wb0000000000a1")
+    finished = fake_api.add_pod("metahuman-demo-2026-01-02-000000-bbbbbb-wb0000000000b2")
+    active = fake_api.add_pod("metahuman-demo-2026-01-03-000000-cccccc",
+                              env={"METAHUMAN_WORKBENCH_RUN": "0000000000c3"})
+    stranger = fake_api.add_pod("metahuman-demo-2026-01-04-000000-dddddd-wb0000000000d4")
+    server = fake_api.add_pod("metahuman-greggles-server")
+    return moved, finished, active, stranger, server
+
+
+def _claims(root, moved, finished, active):
+    _claim(root, "demo", "2026-01-01-000000-aaaaaa", "pod-new", "running", False, "0000000000e5",
+           previous=[{"pod_id": moved.id, "run_mark": "0000000000a1", "state": "lost", "terminated": False}])
+    _claim(root, "demo", "2026-01-02-000000-bbbbbb", finished.id, "succeeded", False, "0000000000b2")
+    return _claim(root, "demo", "2026-01-03-000000-cccccc", active.id, "running", False, "0000000000c3")
+
+
+def test_reap_takes_only_pods_that_carry_our_recorded_mark(fake_api, tmp_path):
+    moved, finished, active, stranger, server = _our_pods(fake_api)
+    _claims(tmp_path, moved, finished, active)
 
     pods = PodApi(ApiKey(API_KEY)).list()
-    plan = plan_reap(pods, find_claims(tmp_path), prefix="metahuman", include_active=False)
+    plan = plan_reap(pods, find_claims(tmp_path), include_active=False)
 
     assert [(d.pod.id, d.action, d.reason) for d in plan] == [
-        (orphan.id, "terminate", "no_run_folder_claims_it"),
+        (moved.id, "terminate", "run_moved_to_another_pod"),
         (finished.id, "terminate", "run_finished_succeeded"),
         (active.id, "keep", "claimed_by_active_run"),
+        (stranger.id, "not_ours", "its mark is in no run folder under this root"),
+        (server.id, "not_ours", "no workbench mark"),
     ]
-    plan_all = plan_reap(pods, find_claims(tmp_path), prefix="metahuman", include_active=True)
-    assert [d.action for d in plan_all] == ["terminate"] * 3
+    plan_all = plan_reap(pods, find_claims(tmp_path), include_active=True)
+    assert [d.action for d in plan_all] == ["terminate"] * 3 + ["not_ours"] * 2
 
 
 def test_cli_list_and_reap(fake_api, tmp_path, capsys):
-    orphan = fake_api.add_pod("metahuman-demo-2026-01-01-000000-aaaaaa")
-    active = fake_api.add_pod("metahuman-demo-2026-01-03-000000-cccccc")
-    other = fake_api.add_pod("someone-elses-pod")
-    run = _claim(tmp_path, "demo", "2026-01-03-000000-cccccc", active.id, "running", False)
+    moved, finished, active, stranger, server = _our_pods(fake_api)
+    run = _claims(tmp_path, moved, finished, active)
 
     assert main(["pods", "list", "--root", str(tmp_path)]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 2
-    assert listed[0].startswith(f"{orphan.id}  metahuman-demo-2026-01-01-000000-aaaaaa  RUNNING  "
-                                "NVIDIA A100 80GB PCIe  $1.19/h  up 0.00 h  $0.00  no run folder (orphan)")
-    assert listed[1].endswith(f"{run} (running)")
+    assert len(listed) == 5
+    assert listed[2].startswith(f"{active.id}  {active.name}  RUNNING  NVIDIA A100 80GB PCIe  $1.19/h  up 0.00 h  "
+                                "$0.00  ")
+    assert listed[2].endswith(f"{run} (running)")
+    assert listed[4].endswith("$1.19/h  up 0.00 h  $0.00  not ours (no workbench mark)")
 
     assert main(["pods", "reap", "--root", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"would reap {orphan.id}  {orphan.name}  (no_run_folder_claims_it)",
+        f"would reap {moved.id}  {moved.name}  (run_moved_to_another_pod)",
+        f"would reap {finished.id}  {finished.name}  (run_finished_succeeded)",
         f"keep       {active.id}  {active.name}  (claimed_by_active_run)",
+        f"not ours   {stranger.id}  {stranger.name}  (its mark is in no run folder under this root; left alone)",
+        f"not ours   {server.id}  {server.name}  (no workbench mark; left alone)",
     ]
     assert fake_api.terminated_ids == []
 
     assert main(["pods", "reap", "--root", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"terminated {orphan.id}  {orphan.name}  (no_run_folder_claims_it)")
-    assert fake_api.terminated_ids == [orphan.id]
-    assert {pod.id for pod in fake_api.live_pods()} == {active.id, other.id}
+        f"terminated {moved.id}  {moved.name}  (run_moved_to_another_pod)")
+    assert fake_api.terminated_ids == [moved.id, finished.id]
+    assert {pod.id for pod in fake_api.live_pods()} == {active.id, stranger.id, server.id}
 
     assert main(["pods", "reap", "--root", str(tmp_path), "--all"]) == 0
-    assert fake_api.terminated_ids == [orphan.id, active.id]
-    assert [pod.id for pod in fake_api.live_pods()] == [other.id]
+    assert fake_api.terminated_ids == [moved.id, finished.id, active.id]
+    assert {pod.id for pod in fake_api.live_pods()} == {stranger.id, server.id}
     assert API_KEY not in capsys.readouterr().out
 
 

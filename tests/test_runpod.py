@@ -167,7 +167,9 @@ def test_two_runs_reattach_then_build_on_the_first_adapter(sshd, fake_api, pod_d
     assert manifest["training"]["output_weights_sha256"] == weights_sha256(first / "output" / "adapter")
     assert manifest["training"]["output_sha256"] == sha256_tree(first / "output" / "adapter")
     create = next(m for m in fake_api.mutations if m.get("pod_id"))
-    assert create["name"] == f"metahuman-demo-{LABEL}"
+    mark = manifest["training"]["runpod"]["run_mark"]
+    assert create["name"] == f"metahuman-demo-{LABEL}-wb{mark}" and len(mark) == 12
+    assert fake_api.pods[create["pod_id"]].env["METAHUMAN_WORKBENCH_RUN"] == mark
     assert create["ports"] == "22/tcp" and create["support_public_ip"] is True
     assert fake_api.pods[create["pod_id"]].env["PUBLIC_KEY"] == Path(f"{sshd.client_key}.pub").read_text().strip()
 
@@ -208,12 +210,14 @@ def test_estimate_over_budget_rents_no_pod(sshd, fake_api, pod_dir, tmp_path, ti
     estimate = {"gpu": "NVIDIA A100 80GB PCIe", "hours": 6.5, "dollars": 12.29}  # cost.CostEstimate.as_dict()
     update_manifest(run, lambda m: m.setdefault("training", {}).update(estimate=estimate))
 
-    with pytest.raises(BackendError, match=r"The run is estimated at 6.50 h, over the 4 h budget"):
+    with pytest.raises(BackendError, match=r"The run is projected at 6.50 h and \$4.48 on NVIDIA GeForce RTX 4090, "
+                                           r"the cheapest GPU type that fits: over the budget \(6.50 h > "
+                                           r"runpod.budget_hours 4 h\)\. No pod was rented\."):
         RunPodBackend(_config(sshd, pod_dir)).run(run, progress=False)
 
     assert fake_api.created_ids == [] and fake_api.mutations == []
-    assert _runpod_section(run)["outcome"] == "pod_creation_failed"
-    assert read_json(run / "status.json")["error"].startswith("The run is estimated at 6.50 h")
+    assert _runpod_section(run)["outcome"] == "refused_before_renting"
+    assert read_json(run / "status.json")["error"].startswith("The run is projected at 6.50 h")
 
 
 def test_pod_without_public_ssh_is_terminated(sshd, fake_api, pod_dir, tmp_path, tiny):
@@ -419,9 +423,11 @@ def test_the_budget_check_projects_the_run_when_none_is_recorded(sshd, fake_api,
     write_train_config(run, replace(read_train_config(run), base_model="Qwen/Qwen3-14B"))  # a big model's hours
     config = _config(sshd, pod_dir, budget_hours=0.001)
 
-    with pytest.raises(BackendError, match=r"The run is estimated at \d+\.\d\d h, over the 0.001 h budget"):
+    with pytest.raises(BackendError, match=r"The run is projected at \d+\.\d\d h and \$\d+\.\d\d on NVIDIA A100 "
+                                           r"80GB PCIe, the cheapest GPU type that fits: over the budget \(\d+\.\d\d h > "
+                                           r"runpod.budget_hours 0.001 h\)"):
         RunPodBackend(config).run(run, progress=False)
 
-    estimate = read_manifest(run)["training"]["estimate"]
-    assert estimate["gpu"] == DEFAULT_GPU_TYPES[0] and estimate["hours"] > 0.001
+    estimate = read_manifest(run)["training"]["estimate"]  # the 4090 cannot hold 14B: the A100 is planned
+    assert estimate["gpu"] == "NVIDIA A100 80GB PCIe" and estimate["hours"] > 0.001
     assert fake_api.created_ids == []

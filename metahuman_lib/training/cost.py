@@ -129,7 +129,7 @@ def model_params_billions(base_model: str) -> float:
     """Parameters in billions, from the name (``Qwen/Qwen3-14B`` -> 14) or a local folder's weights."""
     folder = Path(base_model)
     if folder.is_dir():
-        return _count_local_parameters(folder) / 1e9
+        return count_local_parameters(folder) / 1e9
     match = re.search(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", base_model)
     if match:
         return float(match.group(1))
@@ -139,7 +139,8 @@ def model_params_billions(base_model: str) -> float:
     raise ConfigError(f"Cannot tell the size of {base_model!r} from its name: pass model_params_b.")
 
 
-def _count_local_parameters(folder: Path) -> int:
+def count_local_parameters(folder: Path, *, missing_ok: bool = False) -> int:
+    """Parameters stored in a folder's ``*.safetensors`` files (read from their headers only)."""
     from safetensors import safe_open
 
     total = 0
@@ -147,15 +148,19 @@ def _count_local_parameters(folder: Path) -> int:
         with safe_open(str(file), framework="numpy") as handle:
             for key in handle.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                 total += math.prod(handle.get_slice(key).get_shape())
-    if not total:
+    if not total and not missing_ok:
         raise ConfigError(f"No *.safetensors weights in {folder}: pass model_params_b.")
     return total
 
 
 def project_cost(tokens_per_epoch: int, samples: int, *, method: str, model_params_b: float, gpu: str,
                  epochs: float = 3.0, batch_size: int = 4, grad_accum: int = 8, max_seq_len: int = 2048,
-                 packing: bool = True, eval_tokens: int = 0, prices: GpuPrices | None = None) -> CostEstimate:
-    """Project tokens, optimizer steps, GPU-hours and dollars for one run on one GPU."""
+                 packing: bool = True, eval_tokens: int = 0, prices: GpuPrices | None = None,
+                 gradient_checkpointing: bool = False) -> CostEstimate:
+    """Project tokens, optimizer steps, GPU-hours and dollars for one run on one GPU.
+
+    Gradient checkpointing runs each forward pass twice: a third more FLOPs per trained token.
+    """
     if method not in FLOPS_PER_TOKEN:
         raise ConfigError(f"method must be one of {', '.join(FLOPS_PER_TOKEN)}; got {method!r}.")
     prices = prices or load_gpu_prices()
@@ -165,7 +170,8 @@ def project_cost(tokens_per_epoch: int, samples: int, *, method: str, model_para
     train_tokens = round(tokens_per_epoch * epochs)
     params = model_params_b * 1e9
     throughput = card.bf16_tflops * 1e12 * prices.mfu
-    train_hours = FLOPS_PER_TOKEN[method] * params * train_tokens / throughput / 3600
+    flops_per_token = FLOPS_PER_TOKEN[method] + (2.0 if gradient_checkpointing else 0.0)
+    train_hours = flops_per_token * params * train_tokens / throughput / 3600
     eval_hours = 2 * 2.0 * params * eval_tokens / throughput / 3600
     hours = train_hours + eval_hours + prices.overhead_minutes / 60
     return CostEstimate(gpu=card.name, method=method, model_params_b=model_params_b, samples=samples,
@@ -175,7 +181,8 @@ def project_cost(tokens_per_epoch: int, samples: int, *, method: str, model_para
 
 
 def project_run(run_dir: Path, gpu: str, *, prices: GpuPrices | None = None,
-                model_params_b: float | None = None, tokenizer: Any = None) -> CostEstimate:
+                model_params_b: float | None = None, tokenizer: Any = None,
+                gradient_checkpointing: bool | None = None) -> CostEstimate:
     """Project the cost of a prepared run folder (its dataset, eval sets and train_config.json)."""
     from metahuman_lib.training.config import read_train_config
     from metahuman_lib.training.train import (
@@ -194,7 +201,8 @@ def project_run(run_dir: Path, gpu: str, *, prices: GpuPrices | None = None,
     return project_cost(tokens, samples, method=config.method, model_params_b=size, gpu=gpu,
                         epochs=config.epochs, batch_size=config.batch_size, grad_accum=config.grad_accum,
                         max_seq_len=config.max_seq_len, packing=config.packing, eval_tokens=eval_tokens,
-                        prices=prices)
+                        prices=prices, gradient_checkpointing=config.gradient_checkpointing
+                        if gradient_checkpointing is None else gradient_checkpointing)
 
 
 def compare_with_actual(run_dir: Path, *, gpu: str | None = None, prices: GpuPrices | None = None,

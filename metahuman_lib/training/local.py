@@ -73,6 +73,7 @@ class LocalBackend:
             return status
         if alive_pid(run_dir) is not None:
             return self.poll(run_dir)
+        self._plan_memory(run_dir)
         command = self.command(run_dir)
         with open(run_dir / LOG_NAME, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
@@ -82,6 +83,27 @@ class LocalBackend:
                                                "started_at": utc_now_iso()})
         write_status(run_dir, state="running", phase="starting", error=None, pid=process.pid)
         return self.poll(run_dir)
+
+    @staticmethod
+    def _plan_memory(run_dir: Path) -> None:
+        """Refuse what this machine cannot hold; on a GPU, train with the plan's micro-batch and
+        checkpointing (same effective batch) unless the run already has checkpoints to resume."""
+        from metahuman_lib.runfolder import update_manifest
+        from metahuman_lib.training.config import read_train_config, write_train_config
+        from metahuman_lib.training.planning import apply_plan, guard_local
+
+        try:
+            plan = guard_local(run_dir)
+        except BackendError as exc:
+            write_status(run_dir, state="failed", phase="planning", error=str(exc))
+            raise
+        if plan is None or (run_dir / ".scratch" / "checkpoints").is_dir():
+            return
+        config = read_train_config(run_dir)
+        planned = apply_plan(config, plan)
+        if planned != config:
+            write_train_config(run_dir, planned)
+        update_manifest(run_dir, lambda m: m.setdefault("training", {}).update(memory_plan=plan.as_row()))
 
     def poll(self, run_dir: Path) -> JobStatus:
         """The status file, corrected when the process died without saying so."""

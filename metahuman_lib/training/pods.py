@@ -26,6 +26,9 @@ API_KEY_ENV = "RUNPOD_API_KEY"
 CREDENTIALS_FILE = Path("~/.runpod/config.toml")
 #: desiredStatus values after which a pod no longer bills for its GPU.
 GONE_STATUSES = frozenset({"TERMINATED"})
+#: The pod environment variable carrying the workbench's mark (also the last part of the pod's name).
+RUN_MARK_ENV = "METAHUMAN_WORKBENCH_RUN"
+_MARK = re.compile(r"-wb([0-9a-f]{12})$")
 
 
 class ApiKey:
@@ -191,15 +194,31 @@ class PodApi:
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def pod_name(prefix: str, username: str, run_label: str) -> str:
-    """``<prefix>-<user>-<run-label>``: recognisable, and safe inside the SDK's GraphQL string."""
+def new_run_mark() -> str:
+    """A fresh mark for one rental: 12 random hex digits, recorded in the run folder."""
+    import secrets
+
+    return secrets.token_hex(6)
+
+
+def pod_name(prefix: str, username: str, run_label: str, mark: str | None = None) -> str:
+    """``<prefix>-<user>-<run-label>[-wb<mark>]``: recognisable, safe inside the SDK's GraphQL string,
+    and carrying the workbench's mark at its end."""
     parts = [_NAME_UNSAFE.sub("-", part).strip("-") for part in (prefix, username, run_label)]
-    return "-".join(part for part in parts if part)[:191]
+    tail = f"-wb{mark}" if mark else ""
+    return "-".join(part for part in parts if part)[: 191 - len(tail)] + tail
 
 
-def is_ours(pod: PodInfo, prefix: str) -> bool:
-    """True for pods this workbench created (name starts with ``<prefix>-``)."""
-    return pod.name.startswith(f"{prefix}-")
+def pod_mark(pod: PodInfo) -> str | None:
+    """The workbench's mark on a pod: the end of its name, else its environment; None when unmarked."""
+    found = _MARK.search(pod.name)
+    if found:
+        return found.group(1)
+    env = pod.raw.get("env") or []
+    pairs = env.items() if isinstance(env, Mapping) else (
+        (item.get("key"), item.get("value")) if isinstance(item, Mapping) else str(item).partition("=")[::2]
+        for item in env)
+    return next((str(value) for key, value in pairs if key == RUN_MARK_ENV and value), None)
 
 
 # --------------------------------------------------------------------------- create
@@ -314,24 +333,26 @@ def terminate_confirmed(api: PodApi, pod_id: str, *, attempts: int, delay_s: flo
 
 @dataclass(frozen=True)
 class PodClaim:
-    """A run folder that recorded a pod, and what state it left the pod in."""
+    """A run folder that rented a pod under a mark, and what state it left that pod in."""
 
     run_dir: Path
     state: str
     terminated: bool
+    pod_id: str | None = None
+    current: bool = True
 
     @property
     def active(self) -> bool:
-        """True while a run may still be using the pod (it was never terminated by us)."""
-        return not self.terminated and self.state not in FINAL_RUN_STATES
+        """True while the run may still be using the pod (its current pod, never terminated by us)."""
+        return self.current and not self.terminated and self.state not in FINAL_RUN_STATES
 
 
 FINAL_RUN_STATES = frozenset({"succeeded", "failed", "cancelled", "interrupted", "timed_out",
-                              "budget_exceeded"})
+                              "budget_exceeded", "lost"})
 
 
 def find_claims(root: Path) -> dict[str, PodClaim]:
-    """Pod id -> the run folder under ``root`` that recorded it (scans every profile's runs)."""
+    """Mark -> the run folder under ``root`` that rented a pod with it (its current and earlier pods)."""
     from metahuman_lib._io import read_json
 
     claims: dict[str, PodClaim] = {}
@@ -341,35 +362,50 @@ def find_claims(root: Path) -> dict[str, PodClaim]:
             section = (read_json(manifest).get("training") or {}).get("runpod") or {}
         except (OSError, ValueError):
             continue
-        if section.get("pod_id"):
-            claims[section["pod_id"]] = PodClaim(manifest.parent, str(section.get("state", "")),
-                                                 bool(section.get("terminated")))
+        for old in section.get("previous_pods") or []:
+            if isinstance(old, Mapping) and old.get("run_mark"):
+                claims[old["run_mark"]] = PodClaim(manifest.parent, str(old.get("state") or ""),
+                                                   bool(old.get("terminated")), old.get("pod_id"), current=False)
+        if section.get("run_mark"):
+            claims[section["run_mark"]] = PodClaim(manifest.parent, str(section.get("state", "")),
+                                                   bool(section.get("terminated")), section.get("pod_id"))
     return claims
 
 
 @dataclass(frozen=True)
 class ReapDecision:
-    """What ``pods reap`` does with one of our pods, and why."""
+    """What ``pods reap`` does with a pod, and why: ``terminate``, ``keep`` or ``not_ours``."""
 
     pod: PodInfo
-    action: str  # "terminate" | "keep"
+    action: str
     reason: str
+    claim: PodClaim | None = None
 
 
-def plan_reap(pods: list[PodInfo], claims: Mapping[str, PodClaim], *, prefix: str,
-              include_active: bool) -> list[ReapDecision]:
-    """Which of our pods are orphans: every one not claimed by a run that is still in progress."""
+def plan_reap(pods: list[PodInfo], claims: Mapping[str, PodClaim], *, include_active: bool) -> list[ReapDecision]:
+    """A decision for every live pod of the account.
+
+    A pod is the workbench's only when it carries a mark that a run folder under the root recorded;
+    every other pod (a MetaHuman OS server named ``metahuman-...``, someone's notebook) is
+    ``not_ours`` and never touched. Ours are orphans, to terminate, when their run finished, or when
+    the run moved on to another pod; the current pod of a run in progress is kept unless
+    ``include_active``.
+    """
     decisions = []
     for pod in pods:
-        if not is_ours(pod, prefix) or pod.desired_status in GONE_STATUSES:
+        if pod.desired_status in GONE_STATUSES:
             continue
-        claim = claims.get(pod.id)
+        mark = pod_mark(pod)
+        claim = claims.get(mark) if mark else None
         if claim is None:
-            decisions.append(ReapDecision(pod, "terminate", "no_run_folder_claims_it"))
+            why = "no workbench mark" if mark is None else "its mark is in no run folder under this root"
+            decisions.append(ReapDecision(pod, "not_ours", why))
+        elif not claim.current or (claim.pod_id and claim.pod_id != pod.id):
+            decisions.append(ReapDecision(pod, "terminate", "run_moved_to_another_pod", claim))
         elif not claim.active:
-            decisions.append(ReapDecision(pod, "terminate", f"run_finished_{claim.state or 'unknown'}"))
+            decisions.append(ReapDecision(pod, "terminate", f"run_finished_{claim.state or 'unknown'}", claim))
         elif include_active:
-            decisions.append(ReapDecision(pod, "terminate", "active_run_reaped_on_request"))
+            decisions.append(ReapDecision(pod, "terminate", "active_run_reaped_on_request", claim))
         else:
-            decisions.append(ReapDecision(pod, "keep", "claimed_by_active_run"))
+            decisions.append(ReapDecision(pod, "keep", "claimed_by_active_run", claim))
     return decisions

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,15 +34,17 @@ from metahuman_lib.runfolder import read_manifest, update_manifest
 from metahuman_lib.training.backend import JobStatus
 from metahuman_lib.training.pods import (
     FINAL_RUN_STATES,
+    RUN_MARK_ENV,
     PodApi,
     PodInfo,
     create_pod_with_fallback,
+    new_run_mark,
     pod_name,
     resolve_api_key,
     terminate_confirmed,
     wait_until_mapped,
 )
-from metahuman_lib.training.runpod_config import RunPodConfig
+from metahuman_lib.training.runpod_config import RunPodConfig, run_runpod_block
 from metahuman_lib.training.transfer import (
     SshConnection,
     SshEndpoint,
@@ -93,6 +96,7 @@ class RunPodBackend:
                  credentials_file: str | Path | None = None,
                  clock: Callable[[], datetime] = _utc_now,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        self._from_run_folder = config is None
         self.config = config if isinstance(config, RunPodConfig) else RunPodConfig.from_dict(config)
         self._credentials_file = credentials_file
         self._clock = clock
@@ -110,6 +114,7 @@ class RunPodBackend:
         Any failure before the trainer is running terminates the pod it created.
         """
         run_dir = Path(run_dir).resolve()
+        self._adopt_run_settings(run_dir)
         state = self._state(run_dir)
         if state.get("pod_id") and not state.get("terminated"):
             pod = self.api.get(state["pod_id"])
@@ -130,6 +135,7 @@ class RunPodBackend:
     def poll(self, run_dir: Path) -> JobStatus:
         """The trainer's status as the pod reports it (the local copy once the run is over)."""
         run_dir = Path(run_dir).resolve()
+        self._adopt_run_settings(run_dir)
         state = self._state(run_dir)
         if not state.get("pod_id") or state.get("terminated"):
             return self._local_status(run_dir)
@@ -144,6 +150,7 @@ class RunPodBackend:
         the pod is terminated before this returns or raises.
         """
         run_dir = Path(run_dir).resolve()
+        self._adopt_run_settings(run_dir)
         state = self._state(run_dir)
         if not state.get("pod_id"):
             raise BackendError(f"No RunPod pod recorded in {run_dir}: call launch() first.")
@@ -158,6 +165,7 @@ class RunPodBackend:
     def cancel(self, run_dir: Path) -> JobStatus:
         """Stop the trainer, delete the data on the pod and terminate it."""
         run_dir = Path(run_dir).resolve()
+        self._adopt_run_settings(run_dir)
         state = self._state(run_dir)
         if state.get("pod_id") and not state.get("terminated"):
             self._finish(run_dir, "cancelled", "cancelled by the user")
@@ -169,6 +177,12 @@ class RunPodBackend:
         with self._guard(run_dir):
             self.launch(run_dir)
             return self.wait(run_dir, progress=progress, timeout_s=timeout_s)
+
+    def _adopt_run_settings(self, run_dir: Path) -> None:
+        """A backend built without a config uses the run's own ``runpod:`` block, so the CLI, the
+        launch notebook, the pipeline and a resume all rent what the run's parameter set says."""
+        if self._from_run_folder:
+            self.config = RunPodConfig.from_dict(run_runpod_block(run_dir))
 
     # ================================================================ API, state, events
     @property
@@ -197,24 +211,38 @@ class RunPodBackend:
     # ================================================================ start
     def _start(self, run_dir: Path) -> JobStatus:
         _require_inputs(run_dir)
+        try:
+            fitting, hours = self._plan_before_renting(run_dir)
+        except (ConfigError, BackendError) as exc:
+            self._record(run_dir, state="failed", outcome="refused_before_renting", error=str(exc))
+            self._event(run_dir, "refused_before_renting", error=str(exc))
+            _write_status(run_dir, "failed", "runpod:plan", str(exc))
+            raise BackendError(str(exc)) from None
         label, username = run_dir.name, _username_of(run_dir)
-        name = pod_name(self.config.name_prefix, username, label)
+        mark = new_run_mark()
+        name = pod_name(self.config.name_prefix, username, label, mark)
         public_key = _public_key(self.config)
         previous = self._state(run_dir)
         history = list(previous.get("previous_pods") or [])
         if previous.get("pod_id"):
-            history.append({k: previous.get(k) for k in ("pod_id", "state", "outcome", "cost_usd", "terminated")})
+            history.append({k: previous.get(k) for k in ("pod_id", "run_mark", "state", "outcome", "cost_usd",
+                                                         "terminated")})
         fresh = {"state": "creating", "pod_id": None, "terminated": False, "outcome": None, "error": None,
-                 "pod_name": name, "budget_usd": self.config.budget_usd,
+                 "pod_name": name, "run_mark": mark, "budget_usd": self.config.budget_usd,
                  "budget_hours": self.config.budget_hours, "previous_pods": history}
-        update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(runpod=fresh))
+        from metahuman_lib.training.software import local_versions
+
+        software = local_versions()
+        update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(
+            runpod=fresh, software=software))
         self._event(run_dir, "creating_pod", name=name, gpu_types=list(self.config.gpu_types),
                     cloud_types=list(self.config.cloud_types))
         try:
             pod, attempts = create_pod_with_fallback(
-                self.api, self.config, name, {"PUBLIC_KEY": public_key},
+                self.api, replace(self.config, gpu_types=tuple(p.gpu for p in fitting)), name,
+                {"PUBLIC_KEY": public_key, RUN_MARK_ENV: mark},
                 on_created=lambda pod, gpu, cloud: self._on_created(run_dir, pod, gpu, cloud),
-                estimate_hours=_estimated_hours(run_dir, self.config.gpu_types[0]))
+                estimate_hours=hours)
         except BackendError as exc:
             self._record(run_dir, state="failed", outcome="pod_creation_failed", error=str(exc))
             self._event(run_dir, "pod_creation_failed", error=str(exc))
@@ -225,6 +253,30 @@ class RunPodBackend:
             self._prepare_pod(run_dir, pod)
             self._start_trainer(run_dir)
             return self.poll(run_dir)
+
+    def _plan_before_renting(self, run_dir: Path) -> tuple[tuple[Any, ...], float | None]:
+        """The GPU types of ``runpod.gpu_types`` that can hold the run, cheapest first, and its projected
+        hours on the cheapest. Refuses (nothing rented) when none fits, or when the projection is over
+        ``budget_hours`` or ``budget_usd``, with the figures that decide."""
+        from metahuman_lib.training.cost import load_gpu_prices
+        from metahuman_lib.training.planning import fitting_plans, plan_run
+
+        prices = load_gpu_prices()
+        planned = plan_run(run_dir, self.config.gpu_types, prices)
+        self._record(run_dir, memory_plan=[p.as_row() for p in planned.plan.plans])
+        fitting = fitting_plans(planned, prices)
+        first = fitting[0]
+        self._record(run_dir, gpu_order=[p.gpu for p in fitting])
+        hours, dollars = _projection(run_dir, first, prices)
+        over = []
+        if hours is not None and hours > self.config.budget_hours:
+            over.append(f"{hours:.2f} h > runpod.budget_hours {self.config.budget_hours:g} h")
+        if dollars is not None and dollars > self.config.budget_usd:
+            over.append(f"${dollars:.2f} > runpod.budget_usd ${self.config.budget_usd:.2f}")
+        if over:
+            raise BackendError(f"The run is projected at {hours:.2f} h and ${dollars:.2f} on {first.gpu}, the "
+                               f"cheapest GPU type that fits: over the budget ({'; '.join(over)}). No pod was rented.")
+        return fitting, hours
 
     def _on_created(self, run_dir: Path, pod: PodInfo, gpu_type: str, cloud_type: str) -> None:
         now = self._clock()
@@ -245,8 +297,8 @@ class RunPodBackend:
         self._check_budget(run_dir)
         if self.config.setup_command.strip():
             self._record(run_dir, state="setting_up")
-            conn.check(self.config.setup_command.replace("{python}", shlex.quote(self.config.python)),
-                       what="Installing the trainer's dependencies", timeout_s=3600)
+            conn.check(setup_command(self.config, run_dir), what="Installing the trainer's dependencies",
+                       timeout_s=3600)
         self._record(run_dir, state="uploading")
         self._upload(run_dir, conn)
         self._check_budget(run_dir)
@@ -270,6 +322,11 @@ class RunPodBackend:
     def _upload(self, run_dir: Path, conn: SshConnection) -> None:
         base = _remote_base(self.config, run_dir.name)
         files, remote_config = _upload_plan(run_dir, base)
+        state = self._state(run_dir)
+        planned = next((row for row in state.get("memory_plan") or [] if row.get("gpu") == state.get("gpu_type")), None)
+        if planned and planned.get("fits"):  # the rented GPU's micro-batch and checkpointing, same effective batch
+            remote_config.update(batch_size=planned["micro_batch"], grad_accum=planned["grad_accum"],
+                                 gradient_checkpointing=planned["checkpointing"])
         code_root = Path(__file__).resolve().parents[1]
         files.update(tree_files(code_root, "code/metahuman_lib"))
         self._upload_parent_to_volume(run_dir, conn, files, remote_config)
@@ -586,24 +643,38 @@ def trainer_command(config: RunPodConfig, run_dir: Path, remote_run: str) -> lis
             str(config.gpu_count), *module]
 
 
-def _estimated_hours(run_dir: Path, gpu: str) -> float | None:
-    """The projected hours of the run, for the budget check before any pod is rented.
+def setup_command(config: RunPodConfig, run_dir: Path) -> str:
+    """The pod's setup command: ``{python}`` and ``{pins}`` (the run's recorded package versions) filled in."""
+    from metahuman_lib.training.software import pip_pins
 
-    Read from ``manifest.training.estimate`` (``hours``, or ``gpu_hours``); when the run has none,
-    the cost model projects it for the first GPU type and records it there, beside which the real
-    price and uptime are recorded later. None when the prices file does not know the GPU type.
+    software = (read_manifest(run_dir).get("training") or {}).get("software") or {}
+    return config.setup_command.replace("{python}", shlex.quote(config.python)).replace("{pins}", pip_pins(software))
+
+
+def _projection(run_dir: Path, gpu_plan: Any, prices: Any) -> tuple[float | None, float | None]:
+    """Projected hours and dollars of the run on the plan's GPU, for the budget check before renting.
+
+    Read from ``manifest.training.estimate`` (``hours``, or ``gpu_hours``) when the launch step recorded
+    one; otherwise the cost model projects the run with the plan's settings (checkpointing recomputes)
+    and records it there, beside which the real price and uptime are recorded later.
     """
     estimate = (read_manifest(run_dir).get("training") or {}).get("estimate")
     if not isinstance(estimate, dict):
         from metahuman_lib.training.cost import project_run
 
         try:
-            estimate = project_run(run_dir, gpu).as_dict()
+            estimate = project_run(run_dir, gpu_plan.gpu, prices=prices,
+                                   gradient_checkpointing=gpu_plan.shape.checkpointing).as_dict()
         except ConfigError:
-            return None
+            return None, None
         update_manifest(run_dir, lambda manifest: manifest.setdefault("training", {}).update(estimate=estimate))
     value = estimate.get("hours", estimate.get("gpu_hours"))
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None, None
+    dollars = estimate.get("dollars") if estimate.get("gpu") == gpu_plan.gpu else None
+    if not isinstance(dollars, (int, float)):
+        dollars = float(value) * gpu_plan.price_per_hour
+    return float(value), float(dollars)
 
 
 def _username_of(run_dir: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from metahuman_lib.errors import ConfigError
@@ -24,12 +25,11 @@ DEFAULT_GPU_TYPES: tuple[str, ...] = (
 )
 CLOUD_TYPES = ("COMMUNITY", "SECURE")
 
-#: Installs the trainer's dependencies on a stock RunPod PyTorch image (torch is already there).
-DEFAULT_SETUP_COMMAND = (
-    "{python} -m pip install --quiet --disable-pip-version-check "
-    "'transformers>=4.45' 'tokenizers>=0.20' 'safetensors>=0.4' 'peft>=0.13' 'accelerate>=1.0' "
-    "'pandas>=2.2' 'numpy>=1.26' 'orjson>=3.9' 'pyyaml>=6' 'filelock>=3.13' 'typer>=0.12' 'tqdm>=4.66'"
-)
+#: RunPod's PyTorch image with CUDA 12.8 and torch 2.8 (what MetaHuman OS's own trainer starts from):
+#: recent enough for every supported family (Qwen3.5, Gemma 3).
+DEFAULT_IMAGE = "runpod/pytorch:1.0.2-cu1281-torch280-ubuntu2404"
+#: Installs exactly the versions recorded in the run's manifest (``{pins}``, from this environment).
+DEFAULT_SETUP_COMMAND = "{python} -m pip install --quiet --disable-pip-version-check {pins}"
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class RunPodConfig:
         remote_dir: working folder on the pod's container disk.
         python: the Python command on the pod.
         setup_command: shell command run once per pod before training ("" for none);
-            ``{python}`` is replaced by :attr:`python`.
+            ``{python}`` is replaced by :attr:`python`, ``{pins}`` by the recorded package versions.
         trainer_module: the module run as ``python -m MODULE RUN_DIR``.
         ready_timeout_s: how long a pod may take to answer SSH with Python present.
         poll_interval_s: seconds between status polls (and readiness checks).
@@ -68,7 +68,7 @@ class RunPodConfig:
     gpu_types: tuple[str, ...] = DEFAULT_GPU_TYPES
     cloud_types: tuple[str, ...] = CLOUD_TYPES
     gpu_count: int = 1
-    image: str = "runpod/pytorch:2.4.0-py3.11-cuda12.4.1-devel-ubuntu22.04"
+    image: str = DEFAULT_IMAGE
     container_disk_gb: int = 60
     min_memory_gb: int = 16
     network_volume_id: str | None = None
@@ -148,3 +148,23 @@ def _check_positive(config: RunPodConfig) -> None:
         raise ConfigError(f"'runpod.max_hourly_usd' must be positive, got {config.max_hourly_usd!r}.")
     if config.retry_delay_s < 0:
         raise ConfigError(f"'runpod.retry_delay_s' must be zero or more, got {config.retry_delay_s!r}.")
+
+
+def run_runpod_block(run_dir: Path) -> dict[str, Any]:
+    """The ``runpod:`` block a run folder was started with: ``parameters.json`` (written by the
+    pipeline), else the manifest's ``cycle.parameters``; empty (the defaults) for a hand-made run."""
+    import orjson
+
+    run_dir = Path(run_dir)
+    for path, keys in ((run_dir / "parameters.json", ("blocks",)),
+                       (run_dir / "manifest.json", ("cycle", "parameters", "blocks"))):
+        try:
+            data: Any = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        for key in keys:
+            data = data.get(key) if isinstance(data, dict) else None
+        if isinstance(data, dict):
+            block = data.get("runpod")
+            return dict(block) if isinstance(block, dict) else {}
+    return {}

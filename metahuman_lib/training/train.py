@@ -31,9 +31,10 @@ import orjson
 from metahuman_lib import chat_formats
 from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
 from metahuman_lib.errors import ConfigError
-from metahuman_lib.runfolder import update_manifest, utc_now_iso
+from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
 from metahuman_lib.training import data as tdata
 from metahuman_lib.training.config import TrainConfig, read_train_config
+from metahuman_lib.training.software import check_versions
 from metahuman_lib.training.status import append_log, read_status, truncate_log, write_status
 
 SCRATCH_NAME = ".scratch"
@@ -185,6 +186,9 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     )
 
     main = accelerator.is_main_process
+    software = (read_manifest(run_dir).get("training") or {}).get("software")
+    if software:
+        check_versions(software)
     set_seed(config.seed)
     parent = parent_record(config, run_dir)
     # the parent's own tokenizer (and template) when it shipped one, so training matches its inference
