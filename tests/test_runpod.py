@@ -431,3 +431,84 @@ def test_the_budget_check_projects_the_run_when_none_is_recorded(sshd, fake_api,
     estimate = read_manifest(run)["training"]["estimate"]  # the 4090 cannot hold 14B: the A100 is planned
     assert estimate["gpu"] == "NVIDIA A100 80GB PCIe" and estimate["hours"] > 0.001
     assert fake_api.created_ids == []
+
+
+# ------------------------------------------------------------------ plan before renting (issue 13)
+
+def _qwen3_14b_run(root: Path, tiny, runpod_block: dict) -> Path:
+    """A Qwen/Qwen3-14B LoRA run folder whose parameter set carries its own ``runpod:`` block."""
+    run = _run_folder(root, tiny)
+    write_train_config(run, TrainConfig(base_model="Qwen/Qwen3-14B", method="lora", max_seq_len=2048))
+    (run / "parameters.json").write_text(json.dumps({"name": "monthly", "blocks": {"runpod": runpod_block}}))
+    return run
+
+
+def test_a_14b_lora_with_only_a_4090_is_refused_on_memory_before_any_pod(sshd, fake_api, pod_dir, tmp_path, tiny):
+    block = _config(sshd, pod_dir, gpu_types=["NVIDIA GeForce RTX 4090"])
+    run = _qwen3_14b_run(tmp_path / "root", tiny, block)
+
+    with pytest.raises(BackendError, match=r"Qwen/Qwen3-14B \(lora, adamw, 2048 tokens\) needs \d+\.\d GB .*"
+                                           r"NVIDIA GeForce RTX 4090 \(24 GB\).*smallest GPU that would do is "
+                                           r"NVIDIA L40S \(48 GB\)"):
+        get_backend("runpod").launch(run)  # no config given: the run's own block decides
+
+    assert fake_api.mutations == [] and fake_api.created_ids == []
+    assert _runpod_section(run)["outcome"] == "refused_before_renting"
+    assert read_json(run / "status.json")["state"] == "failed"
+
+
+def test_a_14b_lora_over_the_dollar_budget_is_refused_before_renting(sshd, fake_api, pod_dir, tmp_path, tiny):
+    block = _config(sshd, pod_dir, gpu_types=["NVIDIA GeForce RTX 4090", "NVIDIA A100 80GB PCIe"], budget_usd=0.01)
+    run = _qwen3_14b_run(tmp_path / "root", tiny, block)
+
+    with pytest.raises(BackendError, match=r"The run is projected at \d+\.\d\d h and \$\d+\.\d\d on NVIDIA A100 "
+                                           r"80GB PCIe.*> runpod.budget_usd \$0.01\)\. No pod was rented"):
+        get_backend("runpod").launch(run)
+    assert fake_api.mutations == []
+
+
+def test_a_14b_lora_rents_the_a100_that_fits_never_the_4090(sshd, fake_api, pod_dir, tmp_path, tiny):
+    block = _config(sshd, pod_dir, gpu_types=["NVIDIA GeForce RTX 4090", "NVIDIA A100 80GB PCIe"],
+                    budget_usd=50.0, setup_command="echo {pins} > setup.txt; exit 3")
+    run = _qwen3_14b_run(tmp_path / "root", tiny, block)
+
+    with pytest.raises(BackendError, match="Installing the trainer's dependencies"):
+        get_backend("runpod").run(run, progress=False)
+
+    creates = [m for m in fake_api.mutations if m.get("gpu_type")]
+    assert [m["gpu_type"] for m in creates] == ["NVIDIA A100 80GB PCIe"]
+    section = _runpod_section(run)
+    assert section["gpu_order"] == ["NVIDIA A100 80GB PCIe"]
+    planned = {row["gpu"]: row for row in section["memory_plan"]}
+    assert planned["NVIDIA GeForce RTX 4090"]["fits"] is False and planned["NVIDIA A100 80GB PCIe"]["fits"] is True
+    _assert_all_terminated(fake_api)
+
+
+def test_the_pod_installs_exactly_the_recorded_versions(sshd, fake_api, pod_dir, tmp_path, tiny):
+    from metahuman_lib.training.runpod import setup_command
+    from metahuman_lib.training.runpod_config import DEFAULT_IMAGE, RunPodConfig
+    from metahuman_lib.training.software import TRAINING_PACKAGES, local_versions
+
+    run = _run_folder(tmp_path / "root", tiny)
+    versions = local_versions()
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(software=versions))
+    command = setup_command(RunPodConfig(python="python3"), run)
+    assert command.startswith("python3 -m pip install --quiet --disable-pip-version-check ")
+    import shlex
+
+    pins = shlex.split(command.split("--disable-pip-version-check ")[1])
+    assert sorted(pins) == sorted(f"{name}=={version}" for name, version in versions.items())
+    assert {"transformers", "peft", "accelerate", "tokenizers"} <= set(versions)
+    assert not any(">" in pin or "<" in pin for pin in pins)
+    assert set(versions) >= {name for name in TRAINING_PACKAGES if name in ("transformers", "peft")}
+    assert "cu1281-torch280" in DEFAULT_IMAGE  # CUDA 12.8, torch 2.8: new enough for Qwen3.5 and Gemma 3
+
+
+def test_the_trainer_refuses_software_that_is_not_the_recorded_one(tmp_path, tiny):
+    from metahuman_lib.training import train
+
+    run = _run_folder(tmp_path / "root", tiny)
+    update_manifest(run, lambda m: m.setdefault("training", {}).update(software={"transformers": "4.0.0"}))
+    with pytest.raises(Exception, match=r"transformers \S+ \(recorded 4\.0\.0\).*pip install transformers==4\.0\.0"):
+        train.run(run)
+    assert "recorded 4.0.0" in read_json(run / "status.json")["error"]

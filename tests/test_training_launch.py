@@ -77,7 +77,13 @@ def test_cli_train_cost(tmp_path, capsys):
     write_samples_jsonl(demo_samples(50, seed=1, end=END), tmp_path / "dataset.jsonl")
     write_train_config(tmp_path, TrainConfig(base_model="Qwen/Qwen3-14B"))
     assert main(["train-cost", str(tmp_path), "--gpu", "NVIDIA A100 80GB PCIe"]) == 0
-    assert capsys.readouterr().out.startswith("NVIDIA A100 80GB PCIe: ")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Qwen/Qwen3-14B: 14.8B parameters, lora, 2048 tokens, effective batch 32"
+    assert out[1].startswith("NVIDIA A100 80GB PCIe (80 GB): ") and "-> fits: micro-batch" in out[1]
+    assert "weights 29.8, gradients 0.3, optimizer 0.5, activations" in out[1]
+    assert main(["train-cost", str(tmp_path)]) == 0  # the run's runpod.gpu_types (defaults here)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("NVIDIA GeForce RTX 4090 (24 GB): ") and "does not fit" in line for line in lines)
     assert main(["train-cost", str(tmp_path), "--gpu", "A100"]) == 2
     assert "Unknown GPU type 'A100' in the GPU prices file. Did you mean" in capsys.readouterr().err
 

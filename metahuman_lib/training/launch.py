@@ -110,13 +110,33 @@ def training_overrides(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def projected_cost(plan: LaunchPlan, gpus: list[str], model_params_b: float | None = None) -> pd.DataFrame:
-    """One row per GPU type: projected tokens, steps, GPU-hours and dollars for the plan's run."""
+def run_gpus(plan: LaunchPlan, gpus: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The GPU types to plan: those given, else the run's own ``runpod.gpu_types``."""
+    from metahuman_lib.training.runpod_config import RunPodConfig, run_runpod_block
+
+    return list(gpus) or list(RunPodConfig.from_dict(run_runpod_block(plan.run_dir)).gpu_types)
+
+
+def memory_plan(plan: LaunchPlan, gpus: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per GPU type: does the run fit, with which micro-batch and checkpointing, and the
+    projected peak memory by part (GB); fitting ones first, cheapest first."""
+    from metahuman_lib.training.planning import plan_run
+
+    return plan_run(plan.run_dir, run_gpus(plan, gpus)).table()
+
+
+def projected_cost(plan: LaunchPlan, gpus: list[str] | tuple[str, ...] = (),
+                   model_params_b: float | None = None) -> pd.DataFrame:
+    """One row per GPU type that fits: projected tokens, steps, GPU-hours and dollars, with the
+    memory plan's checkpointing (one cost projection, the one the RunPod budget check uses)."""
     from metahuman_lib.training.cost import load_gpu_prices, project_run
+    from metahuman_lib.training.planning import plan_run
 
     prices = load_gpu_prices()
-    rows = [project_run(plan.run_dir, gpu, prices=prices, model_params_b=model_params_b).as_dict() for gpu in gpus]
-    return pd.DataFrame(rows).set_index("gpu")
+    planned = plan_run(plan.run_dir, run_gpus(plan, gpus), prices)
+    rows = [project_run(plan.run_dir, p.gpu, prices=prices, model_params_b=model_params_b,
+                        gradient_checkpointing=p.shape.checkpointing).as_dict() for p in planned.plan.fitting]
+    return pd.DataFrame(rows).set_index("gpu") if rows else pd.DataFrame(rows)
 
 
 def launch(plan: LaunchPlan, backend: str = "local", **options: Any) -> JobStatus:

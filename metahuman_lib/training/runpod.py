@@ -212,7 +212,7 @@ class RunPodBackend:
     def _start(self, run_dir: Path) -> JobStatus:
         _require_inputs(run_dir)
         try:
-            fitting, hours = self._plan_before_renting(run_dir)
+            fitting, hours, planned = self._plan_before_renting(run_dir)
         except (ConfigError, BackendError) as exc:
             self._record(run_dir, state="failed", outcome="refused_before_renting", error=str(exc))
             self._event(run_dir, "refused_before_renting", error=str(exc))
@@ -229,7 +229,8 @@ class RunPodBackend:
                                                          "terminated")})
         fresh = {"state": "creating", "pod_id": None, "terminated": False, "outcome": None, "error": None,
                  "pod_name": name, "run_mark": mark, "budget_usd": self.config.budget_usd,
-                 "budget_hours": self.config.budget_hours, "previous_pods": history}
+                 "budget_hours": self.config.budget_hours, "previous_pods": history,
+                 "memory_plan": planned, "gpu_order": [p.gpu for p in fitting]}
         from metahuman_lib.training.software import local_versions
 
         software = local_versions()
@@ -254,7 +255,7 @@ class RunPodBackend:
             self._start_trainer(run_dir)
             return self.poll(run_dir)
 
-    def _plan_before_renting(self, run_dir: Path) -> tuple[tuple[Any, ...], float | None]:
+    def _plan_before_renting(self, run_dir: Path) -> tuple[tuple[Any, ...], float | None, list[dict[str, Any]]]:
         """The GPU types of ``runpod.gpu_types`` that can hold the run, cheapest first, and its projected
         hours on the cheapest. Refuses (nothing rented) when none fits, or when the projection is over
         ``budget_hours`` or ``budget_usd``, with the figures that decide."""
@@ -263,10 +264,10 @@ class RunPodBackend:
 
         prices = load_gpu_prices()
         planned = plan_run(run_dir, self.config.gpu_types, prices)
-        self._record(run_dir, memory_plan=[p.as_row() for p in planned.plan.plans])
+        rows = [p.as_row() for p in planned.plan.plans]
+        self._record(run_dir, memory_plan=rows)
         fitting = fitting_plans(planned, prices)
         first = fitting[0]
-        self._record(run_dir, gpu_order=[p.gpu for p in fitting])
         hours, dollars = _projection(run_dir, first, prices)
         over = []
         if hours is not None and hours > self.config.budget_hours:
@@ -276,7 +277,7 @@ class RunPodBackend:
         if over:
             raise BackendError(f"The run is projected at {hours:.2f} h and ${dollars:.2f} on {first.gpu}, the "
                                f"cheapest GPU type that fits: over the budget ({'; '.join(over)}). No pod was rented.")
-        return fitting, hours
+        return fitting, hours, rows
 
     def _on_created(self, run_dir: Path, pod: PodInfo, gpu_type: str, cloud_type: str) -> None:
         now = self._clock()
