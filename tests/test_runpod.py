@@ -34,7 +34,6 @@ from metahuman_lib.training.config import (
 )
 from metahuman_lib.training.modeling import weights_sha256
 from metahuman_lib.training.runpod import EVENTS_NAME, RunPodBackend, RunStopped
-from metahuman_lib.training.runpod_config import DEFAULT_GPU_TYPES
 
 pytestmark = pytest.mark.slow
 
