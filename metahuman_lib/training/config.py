@@ -89,6 +89,7 @@ class TrainConfig:
     system_prompt: str | None = None
     distributed: str = "ddp"
     gradient_checkpointing: bool = False
+    lean_loss: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("method", self.method, METHODS)

@@ -63,15 +63,13 @@ def resolve_precision(precision: str) -> str:
 
 
 def model_dtype(method: str, precision: str) -> Any:
-    """Weights dtype: LoRA keeps the frozen base in the compute dtype; full bf16 trains in bf16.
-
-    Full fine-tunes in fp16 keep fp32 master weights (pure fp16 training diverges).
-    """
+    """Weights dtype: LoRA keeps the frozen base in the compute dtype; a full fine-tune keeps fp32
+    master weights and computes under bf16/fp16 autocast, so small updates are not rounded away."""
     import torch
 
-    if precision == "bf16":
+    if method == "lora" and precision == "bf16":
         return torch.bfloat16
-    if precision == "fp16" and method == "lora":
+    if method == "lora" and precision == "fp16":
         return torch.float16
     return torch.float32
 
@@ -178,7 +176,11 @@ def load_model(config: TrainConfig, precision: str, parent: dict[str, Any] | Non
     dtype = model_dtype(config.method, precision)
     on_full_parent = bool(parent and parent["kind"] == "model")
     source = parent["path"] if on_full_parent else config.base_model
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    from metahuman_lib.training.lean import attention_implementation
+
+    attention = attention_implementation()
+    extra = {"attn_implementation": attention} if attention == "flash_attention_2" else {}
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
     # a LoRA on a full-model parent sits on that parent: it is this version's base
     base = str(config.parent.path) if on_full_parent and config.method == "lora" else config.base_model
     loaded: dict[str, Any] = {"base_model": base, "weights_from": source,
@@ -186,7 +188,7 @@ def load_model(config: TrainConfig, precision: str, parent: dict[str, Any] | Non
     with _quiet_peft():
         model = _attach_adapter(model, config, parent, loaded)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_checkpointing(model)
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     return model, loaded
@@ -212,6 +214,15 @@ def _attach_adapter(model: Any, config: TrainConfig, parent: dict[str, Any] | No
         # the adapter names the base it sits on as the lineage names it, so the next run can check it
         model.peft_config["default"].base_model_name_or_path = loaded["base_model"]
     return model
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute each decoder layer in the backward pass (non-reentrant, as PEFT needs)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.2x and later
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def lora_settings(model: Any) -> dict[str, Any] | None:
