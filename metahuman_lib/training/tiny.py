@@ -38,27 +38,32 @@ class TinyModelConfig:
     seed: int = 0
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts``, wrapped for transformers, with ChatML."""
+def byte_level_bpe(texts: Iterable[str], vocab_size: int, special_tokens: Iterable[str]) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``texts`` with ``special_tokens`` first."""
     try:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        from transformers import PreTrainedTokenizerFast
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise MissingExtraError("train", exc.name or "transformers") from exc
+        raise MissingExtraError("train", exc.name or "tokenizers") from exc
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator(list(texts), trainer=trainer)
+    core.train_from_iterator(list(texts), trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    return core
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
+    """A byte-level BPE tokenizer trained on ``texts``, wrapped for transformers, with ChatML."""
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise MissingExtraError("train", exc.name or "transformers") from exc
+
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"], model_max_length=2048,
+        tokenizer_object=byte_level_bpe(texts, vocab_size, SPECIAL_TOKENS), eos_token="<|im_end|>",
+        pad_token="<|endoftext|>", additional_special_tokens=["<|im_start|>"], model_max_length=2048,
     )
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer

@@ -151,17 +151,12 @@ def build_family_model(family: str, out_dir: Path, texts: Iterable[str], *, voca
     try:
         import torch
         import transformers
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         from transformers import GenerationConfig, PreTrainedTokenizerFast
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise MissingExtraError("train", exc.name or "transformers") from exc
+    from metahuman_lib.training.tiny import byte_level_bpe
 
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.train_from_iterator(list(texts), trainer=trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(spec.special_tokens),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    core = byte_level_bpe(texts, vocab_size, spec.special_tokens)
     core.add_tokens(list(spec.extra_tokens))
     named = {"eos_token": spec.eos, "pad_token": spec.pad}
     if spec.bos:
