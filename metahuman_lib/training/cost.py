@@ -126,10 +126,15 @@ def estimate_tokens(records: Iterable[dict[str, Any]], tokenizer: Any = None,
 
 
 def model_params_billions(base_model: str) -> float:
-    """Parameters in billions, from the name (``Qwen/Qwen3-14B`` -> 14) or a local folder's weights."""
+    """Parameters in billions: a local folder's weights, the architecture table of the common bases
+    (``Qwen/Qwen3-14B`` -> 14.77), else the name (``Some/Model-7B`` -> 7)."""
+    from metahuman_lib.training.memory_plan import ARCHITECTURES
+
     folder = Path(base_model)
     if folder.is_dir():
         return count_local_parameters(folder) / 1e9
+    if base_model in ARCHITECTURES:
+        return ARCHITECTURES[base_model].params / 1e9
     match = re.search(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", base_model)
     if match:
         return float(match.group(1))
