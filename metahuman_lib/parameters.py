@@ -37,8 +37,9 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-import yaml
 
+from metahuman_lib._types import check_types
+from metahuman_lib._yaml import load_yaml
 from metahuman_lib.errors import ConfigError
 
 MONTHLY_DAYS_RECENT = 30
@@ -321,10 +322,7 @@ def _set_if_given(block: dict[str, Any], key: str, value: Any) -> None:
 
 def _read_set(path: Path) -> tuple[str, dict[str, Any], int]:
     """Read a YAML set: (name, blocks as plain dicts, seed); unknown top-level keys raise."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Parameter file {path} is not valid YAML: {exc}") from exc
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"Parameter file {path} must hold a mapping of blocks, got {type(data).__name__}.")
     raw: dict[str, Any] = {}
@@ -382,6 +380,7 @@ def _parser(block: str) -> type:
 def _parse_block(block: str, values: dict[str, Any], set_name: str) -> Any:
     values = copy.deepcopy(values)
     try:
+        values = check_types(block, _parser(block), values)
         if block in BLOCK_BUILDERS:
             module_name, function_name = BLOCK_BUILDERS[block].split(":")
             return getattr(importlib.import_module(module_name), function_name)(values, name=set_name)

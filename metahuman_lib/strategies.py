@@ -20,8 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from metahuman_lib._yaml import load_yaml
 from metahuman_lib.errors import ConfigError
 
 MODES: tuple[str, ...] = ("dual", "emulation", "agent")
@@ -151,8 +150,8 @@ def list_strategies() -> list[str]:
 
 def _has_selection(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = load_yaml(path)
+    except (OSError, ConfigError):
         return False
     return isinstance(data, dict) and "selection" in data
 
@@ -180,10 +179,7 @@ def parameter_set_path(name_or_path: str | os.PathLike[str]) -> Path:
 def read_parameter_set(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     """The whole parameter set as a mapping (each owner parses its own block)."""
     path = parameter_set_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Parameter file {path} is not valid YAML: {exc}") from exc
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"Parameter file {path} must hold a mapping, got {type(data).__name__}.")
     return data

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from metahuman_lib._io import atomic_write_json, read_json
+from metahuman_lib._types import check_types
 from metahuman_lib.errors import ConfigError
 
 TRAIN_CONFIG_NAME = "train_config.json"
@@ -138,6 +139,7 @@ class TrainConfig:
         for key in data:
             if key not in known:
                 raise ConfigError(_unknown_key_message("training", key, known))
+        data = check_types("training", cls, data)
         if data.get("parent") is not None:
             data["parent"] = _parent_from_dict(data["parent"])
         for key in ("lora_target_modules", "probe_prompts"):

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from metahuman_lib._io import read_json
+from metahuman_lib._yaml import load_yaml
 from metahuman_lib.errors import ConfigError
 
 PRICES_ENV_VAR = "METAHUMAN_GPU_PRICES"
@@ -75,7 +75,7 @@ def default_prices_path() -> Path:
 
 def load_gpu_prices(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> GpuPrices:
     """Read a prices file; ``overrides`` (same shape as the file) replace single values."""
-    raw = yaml.safe_load(Path(path or default_prices_path()).read_text()) or {}
+    raw = load_yaml(path or default_prices_path()) or {}
     for key, value in (overrides or {}).items():
         if key == "gpus":
             for name, spec in value.items():
