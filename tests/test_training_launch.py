@@ -31,6 +31,22 @@ def test_require_success_raises_the_reason(tmp_path):
     write_status(tmp_path, state="failed", phase="training", error="RuntimeError: out of memory")
     with pytest.raises(PipelineStepError, match=r"ended failed in phase 'training': RuntimeError: out of memory"):
         tl.require_success(tmp_path)
+    (tmp_path / "trainer.log").write_text("".join(f"line {i}\n" for i in range(40)) + "CUDA out of memory. Tried 2 GiB\n")
+    with pytest.raises(PipelineStepError) as failure:
+        tl.require_success(tmp_path)
+    assert str(failure.value).endswith("Last lines of trainer.log:\n" + "\n".join(f"line {i}" for i in range(26, 40))
+                                       + "\nCUDA out of memory. Tried 2 GiB")
+
+
+def test_step_03_checks_success_before_reading_any_result():
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "03_training_launch.ipynb").read_text())
+    code = ["".join(c["source"]).strip() for c in notebook["cells"] if c["cell_type"] == "code"]
+    gate = code.index("tl.require_success(plan.run_dir)")
+    assert code[gate - 1].startswith("status = tl.follow(")
+    assert all("plan.run_dir" not in cell or "require_success" in cell for cell in code[:gate])
 
 
 def test_tokenizer_trained_on_the_profile_text_round_trips(demo_profile):

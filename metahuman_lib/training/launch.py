@@ -223,10 +223,14 @@ def train_summary(run_dir: str | Path) -> pd.Series:
     return pd.Series(read_json(Path(run_dir) / "metrics.json")["train"], name="train")
 
 
-def require_success(run_dir: str | Path) -> JobStatus:
-    """Raise :class:`PipelineStepError` with the reason when the run did not succeed."""
+def require_success(run_dir: str | Path, log_lines: int = 15) -> JobStatus:
+    """Raise :class:`PipelineStepError` when the run did not succeed: the trainer's own error from
+    ``status.json`` and the last lines of ``trainer.log``."""
     status = read_status(Path(run_dir))
     if status.state != "succeeded":
+        log = Path(run_dir) / "trainer.log"
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-log_lines:] if log.is_file() else []
+        shown = ("\nLast lines of trainer.log:\n" + "\n".join(tail)) if tail else ""
         raise PipelineStepError(f"Training in {run_dir} ended {status.state} in phase {status.phase!r}: "
-                                f"{status.error or 'no error recorded'}")
+                                f"{status.error or 'no error recorded'}{shown}")
     return status
