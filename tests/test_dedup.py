@@ -113,3 +113,11 @@ def test_fingerprints_taken_in_another_order_equal_the_texts_in_that_order() -> 
     _same(duplicates_of(fingerprint(texts).take(order)), shuffled)
     exact_only = find_duplicates([texts[i] for i in order], threshold=1.0)
     _same(duplicates_of(fingerprint(texts, None).take(order), threshold=1.0), exact_only)
+
+
+def test_exactly_two_candidates_that_are_near_duplicates() -> None:
+    words = BASE.split()
+    one_word_changed = " ".join(words[:-1] + ["allotment"])
+    result = find_duplicates([BASE, one_word_changed], threshold=0.8)
+    assert result.near_of.tolist() == [-1, 0] and result.near_similarity[1] >= 0.8
+    assert find_duplicates([one_word_changed, BASE], threshold=0.8).near_of.tolist() == [-1, 0]

@@ -143,3 +143,23 @@ def test_versioning_flags_that_cannot_be_honoured_are_refused(profile: Profile, 
     with pytest.raises(RegistryError, match=message):
         registry.register_and_promote(profile, make_run(profile, 2, parent_version=1, evaluation=PASSED),
                                       now=now(2))
+
+
+def test_prune_never_deletes_weights_outside_the_profiles_fine_tuned_models(tmp_path: Path) -> None:
+    """An imported MetaHuman OS version whose weights lie elsewhere keeps them, however old."""
+    greggles = Profile(tmp_path / "root", "greggles")
+    outside = "profiles/greggles/out/models/2025-12-03/model"
+    entry = {**METAHUMAN_OS_REGISTRY["training_history"][0], "output_model_path": outside}
+    weights = greggles.root / outside
+    weights.mkdir(parents=True)
+    (weights / "model.safetensors").write_bytes(b"weights")
+    write_json(greggles.registry_path, {**METAHUMAN_OS_REGISTRY, "current_base_model": outside,
+                                        "training_history": [entry]})
+    registry.import_metahuman_os(greggles, now=now())
+    for index in (2, 3, 4):
+        registry.register_and_promote(greggles, make_run(greggles, index, parent_version=index - 1, method="full",
+                                                         evaluation=PASSED), now=now(index))
+    result = registry.prune(greggles, keep=1, now=now(9))
+    assert result.removed == (2,)
+    assert result.kept[1] == "outside_profile_folder"
+    assert (weights / "model.safetensors").read_bytes() == b"weights"

@@ -316,3 +316,18 @@ def test_a_run_folder_keeps_its_selection(tmp_path):
     assert again["files"] == first["files"]
     with pytest.raises(PipelineStepError, match=r"already holds a different selection \(dataset.jsonl differs\)"):
         write_selection(tmp_path, select(samples, strategy, NOW, 2))
+
+
+def test_greedy_fill_skips_a_memory_that_overflows_and_takes_later_ones_that_fit() -> None:
+    """Fixed inputs: memory 1 (5 samples) would overflow the 6-sample budget after memory 0 (3);
+    it is skipped, and the later memories 2 (2 samples) and 3 (1 sample) that fit are taken."""
+    import numpy as np
+
+    from metahuman_lib.selection import _greedy_fill
+
+    order = np.array([0, 1, 2, 3])
+    size = np.array([3, 5, 2, 1])
+    assert _greedy_fill(order, size, 6).tolist() == [0, 2, 3]
+    assert _greedy_fill(order, size, 8).tolist() == [0, 1]
+    assert _greedy_fill(np.array([1, 3, 2]), size, 4).tolist() == [3, 2]
+    assert _greedy_fill(order, size, 0).tolist() == []
