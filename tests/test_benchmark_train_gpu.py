@@ -14,7 +14,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_gpu.py"
 
 def test_the_gpu_benchmark_runs_at_toy_size_on_the_cpu():
     done = subprocess.run([sys.executable, str(SCRIPT), "--toy", "--steps", "1", "--samples", "48",
-                           "--models", "qwen3-14b", "qwen3.5-9b"], capture_output=True, text=True, timeout=300)
+                           "--models", "qwen3-14b", "qwen3.5-9b"], check=False, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert any(line.startswith("Qwen/Qwen3-14B ") and "x" in line for line in lines)

@@ -34,8 +34,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ("training:\n  base_model: {a: 1}\n", r"training\.base_model = \{'a': 1\} is dict; expected a string\."),
     ("quality:\n  min_total_foundation: x\n", r"quality\.min_total_foundation = 'x' is str; expected a whole number\."),
-    ("training:\n  probe_prompts: [[a, b]]\n", r"training\.probe_prompts = \[\['a', 'b'\]\] is list; expected a list "
-                                                r"of strings\."),
+    ("training:\n  probe_prompts: [[a, b]]\n",
+     r"training\.probe_prompts = \[\['a', 'b'\]\] is list; expected a list of strings\."),
     ("training:\n  learning_rate: fast\n", r"training\.learning_rate = 'fast' is str; expected a number or null\."),
     ("training:\n  packing: 3\n", r"training\.packing = 3 is int; expected true or false\."),
     ("selection:\n  days_recent: soon\n", r"selection\.days_recent = 'soon' is str; expected a whole number or null"),
