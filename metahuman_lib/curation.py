@@ -73,6 +73,7 @@ DROP_REASONS: dict[str, str] = {
 SYSTEM_ARTEFACT_TYPES = frozenset({"file_read", "file_write", "search", "code_approval",
                                    "code_rejection"})
 SHAPES: tuple[str, ...] = ("pair", "dialogue", "tool", "monologue")
+_CHAT_SHAPES = frozenset({"pair", "dialogue"})
 
 TYPE_PROMPTS: dict[str, str] = {
     "conversation": "What's on your mind?",
@@ -396,8 +397,11 @@ def _clean_texts(shaped: _Shaped, options: CurationOptions
     stripped: set[int] = set()
     if options.strip_filler:
         match = _FILLER_START.match
+        # only chat replies: a journal, a reflection or a monologue is the person's own text
+        chat = np.repeat([shape in _CHAT_SHAPES and real for shape, real in
+                          zip(shaped.shapes, shaped.real_prompt, strict=True)], shaped.turn_counts)
         for index, (role, text) in enumerate(zip(shaped.roles, texts, strict=True)):
-            if role == "assistant" and match(text):
+            if role == "assistant" and chat[index] and match(text):
                 after = strip_leading_filler(text)
                 if after is not text:
                     texts[index] = after

@@ -22,18 +22,23 @@ _HORIZONTAL_SPACE = re.compile(f" *[{_SPACES}][ {_SPACES}]*|  +")
 """Runs that need rewriting only (a single plain space never matches, so sub stays cheap)."""
 _LINE_EDGE_SPACE = re.compile(" \n ?|\n ")
 _BLANK_LINES = re.compile("\n{3,}")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|(?<!\[)\[\d{1,3}(?:;\d{1,3})*[mKJHABCDGf](?![a-z]*\])")
+"""Terminal escape sequences, and the ``[31m`` / ``[2J`` remnants left where the ESC was lost."""
 
 
 def normalise_text(text: str) -> str:
     """NFC-normalise ``text`` and tidy its whitespace, keeping paragraph breaks.
 
-    Invisible and control characters go; CRLF and CR become LF; runs of spaces and tabs (and
+    Terminal colour and cursor codes go (``\x1b[31m``, and ``[31m`` / ``[2J`` remnants whose ESC was
+    lost); invisible and control characters go; CRLF and CR become LF; runs of spaces and tabs (and
     exotic spaces) become one space; spaces around line breaks go; three or more line breaks
     become one blank line; the ends are trimmed. Meaning and wording never change.
     The common case (printable text on one line) is checked first, in C, for speed: printable
     text (ASCII or not) holds no control, invisible or exotic space character and no line
     break, so only runs of plain spaces can need rewriting.
     """
+    if "[" in text or "\x1b" in text:
+        text = _ANSI.sub("", text)
     ascii_only = text.isascii()
     if not ascii_only:
         text = unicodedata.normalize("NFC", text)
@@ -55,30 +60,36 @@ def normalise_text(text: str) -> str:
 # Leading filler (spec section 3, with word boundaries: defect 12)
 # ---------------------------------------------------------------------------------------------
 
+_PHRASE_END = r"(?=[,.!?;:…—–]|$)"
 _WORD_END = r"(?=[\s,.!?;:…—–]|$)"
 _TRAIL = r"[\s,.!?;:…—–-]*"
 _CLAUSE = r"\b[^.!?,;:…\n]*(?:[.!?,;:…]+|\n)"
+_PHRASE_CLAUSE = r"\b[^.!?,;:…\n]*(?:[,;:—–]+|\n)"
 _APOSTROPHE = "['’]"
 
 LEADING_FILLER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (name, re.compile(pattern + _TRAIL, re.IGNORECASE))
     for name, pattern in (
-        ("okay", r"(?:okay|ok|alright|sure)" + _WORD_END),
-        ("so", r"so" + _WORD_END),
+        ("okay", r"(?:okay|ok|alright|sure)" + _PHRASE_END),
+        ("so", r"so" + _PHRASE_END),
         ("let_me", r"let me (?:start|think|figure)" + _CLAUSE),
-        ("im_just", rf"i{_APOSTROPHE}m just (?:here to|an ai)" + _CLAUSE),
-        ("as_an_ai", r"as an? (?:ai|language model)" + _CLAUSE),
-        ("certainly", r"certainly" + _WORD_END),
+        ("im_just", rf"i{_APOSTROPHE}m just (?:here to|an ai)" + _PHRASE_CLAUSE),
+        ("as_an_ai", r"as an? (?:ai|language model)" + _PHRASE_CLAUSE),
+        ("certainly", r"certainly" + _PHRASE_END),
         ("heres_what", rf"here{_APOSTROPHE}s what" + _CLAUSE),
     )
 )
 """The spec's leading-filler patterns, applied in this order, once each, at the start only.
 
-Each matches whole words only (``So`` never eats the start of ``Sometimes``), and takes the
-punctuation and spaces after it, so no stray ``". "`` is left behind. The clause patterns
-(``let me think ...``) run up to the first punctuation mark or line break and need one: a
-sentence without punctuation is kept whole rather than guessed at.
+Each strips a whole leading phrase only. A filler word must be followed by punctuation (``Sure,
+I'll be there`` loses ``Sure,``; ``Sure thing, I'll be there`` and ``So I went`` stay whole), except
+``so`` right after another filler (``Okay, so it works``). ``as an AI ...`` and ``I'm just ...`` must
+end in a comma, semicolon, colon, dash or line break: ``As an AI researcher I spend my days reading
+papers.`` is the person's own sentence. ``Let me think ...`` and ``Here's what ...`` may end at a
+sentence stop, but never take the whole text. The punctuation and spaces after a phrase go too.
 """
+_SO_AFTER_FILLER = re.compile(r"so" + _WORD_END + _TRAIL, re.IGNORECASE)
+_MAY_NOT_EMPTY = frozenset({"let_me", "heres_what"})
 
 _FILLER_FIRST_LETTERS = frozenset("oOaAsSlLiIcChH")
 
@@ -93,9 +104,11 @@ def strip_leading_filler(text: str) -> str:
     if not text or text[0] not in _FILLER_FIRST_LETTERS:
         return text
     stripped = text
-    for _name, pattern in LEADING_FILLER_PATTERNS:
+    for name, pattern in LEADING_FILLER_PATTERNS:
+        if name == "so" and stripped is not text:
+            pattern = _SO_AFTER_FILLER
         match = pattern.match(stripped)
-        if match:
+        if match and not (name in _MAY_NOT_EMPTY and match.end() == len(stripped)):
             stripped = stripped[match.end() :]
     if stripped is text:
         return text

@@ -249,3 +249,12 @@ def test_tool_instruction_from_metadata_and_lone_user_message() -> None:
         ("assistant", 'Action: calendar_list\nResult: {"events":["standup 9:30"]}')]
     assert _messages(result, 1)[1:] == [("user", "What's on your mind?"),
                                         ("assistant", "Remind me to water the basil tomorrow.")]
+
+
+def test_filler_is_stripped_from_chat_replies_only() -> None:
+    journal = memory("As an AI researcher, I spend my days reading papers.", memory_type="journal")
+    chat = memory("User: Coming tonight?\n\nAssistant: Sure, I'll be there.", timestamp="2025-11-02T12:00:00Z")
+    result = build_samples(memories_frame([journal, chat]))
+    answers = [messages[-1]["content"] for messages in result.samples["messages"]]
+    assert answers == ["As an AI researcher, I spend my days reading papers.", "I'll be there."]
+    assert result.stats["filler_stripped"] == 1

@@ -62,6 +62,13 @@ def test_normalise_text(raw: str, expected: str) -> None:
     # only the start, and a clause needs its punctuation
     ("I said okay, so it goes.", "I said okay, so it goes."),
     ("Let me think about this without punctuation", "Let me think about this without punctuation"),
+    # a whole leading phrase only: the person's own words stay (issue 14)
+    ("Sure thing, I'll be there.", "Sure thing, I'll be there."),
+    ("So I went home early.", "So I went home early."),
+    ("As an AI researcher I spend my days reading papers.", "As an AI researcher I spend my days reading papers."),
+    ("As an AI researcher I read. I like it.", "As an AI researcher I read. I like it."),
+    ("Let me think about it.", "Let me think about it."),
+    ("Certainly not today.", "Certainly not today."),
     # the whole text was filler
     ("Sure!", ""),
     ("Okay.", ""),
@@ -186,3 +193,14 @@ def test_filler_search_folds_the_characters_that_lowercase_to_ascii() -> None:
     texts = ["OKAY, SO we start", "o\u212aay, so", "as an aİ", "plain text", "Here’s what I think"]
     assert {phrase: hits for phrase, hits in texts_with_filler(texts).items() if hits} == {
         "okay, so": [0, 1], "as an ai": [2], "here's what": [4]}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("\x1b[31mError\x1b[0m: disk full", "Error: disk full"),
+    ("[31mError[0m: disk full", "Error: disk full"),
+    ("cleared[2J the screen", "cleared the screen"),
+    ("[1;32mok[0m", "ok"),
+    ("see [1], [12] and [5min] or [a]", "see [1], [12] and [5min] or [a]"),
+])
+def test_terminal_codes_and_their_remnants_are_removed(text: str, expected: str) -> None:
+    assert normalise_text(text) == expected
