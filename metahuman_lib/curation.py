@@ -46,6 +46,7 @@ from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
     SCRUB_KINDS,
+    count_words,
     may_hold_pii_batch,
     normalise_text,
     scrub_pii,
@@ -641,7 +642,7 @@ def _long_enough(batch: _Batch, options: CurationOptions,
     """Count each candidate's words; drop the empty and too short ones; the indices kept."""
     keep = []
     for index, (row, text) in enumerate(zip(batch.rows, batch.assistant, strict=True)):
-        words = len(text.split())
+        words = count_words(text)
         batch.words.append(words)
         if words == 0:
             drops.append((row, "empty_text", "no answer text left after cleaning"))

@@ -33,7 +33,7 @@ from metahuman_lib._io import read_json
 from metahuman_lib.errors import ConfigError, PipelineStepError
 from metahuman_lib.profile import Profile
 from metahuman_lib.quality import LONG_MIN_WORDS, SHORT_MAX_WORDS
-from metahuman_lib.text_rules import filler_phrases_in
+from metahuman_lib.text_rules import count_words, filler_phrases_in
 
 EVAL_SETS = ("eval_recent", "eval_old", "train_sample")
 
@@ -259,7 +259,7 @@ def before_after_table(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def _words(text: str) -> int:
-    return len(text.split())
+    return count_words(text)
 
 
 def _is_filler(text: str) -> bool:

@@ -33,7 +33,7 @@ from metahuman_lib.errors import ConfigError, PipelineStepError
 from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
-from metahuman_lib.text_rules import SCRUB_KINDS, texts_with_filler
+from metahuman_lib.text_rules import SCRUB_KINDS, count_words, texts_with_filler
 
 SHORT_MAX_WORDS = 40
 LONG_MIN_WORDS = 101
@@ -125,7 +125,7 @@ def _word_counts(samples: pd.DataFrame) -> np.ndarray:
     if "word_count" in samples:
         return samples["word_count"].to_numpy(dtype=np.int64)
     texts = samples["assistant_text"].tolist()
-    return np.fromiter((len(text.split()) for text in texts), dtype=np.int64, count=len(texts))
+    return np.fromiter((count_words(text) for text in texts), dtype=np.int64, count=len(texts))
 
 
 def _month_counts(timestamps: pd.Series) -> dict[str, int]:

@@ -33,6 +33,7 @@ import orjson
 import pandas as pd
 
 from metahuman_lib._gc import paused_gc
+from metahuman_lib.text_rules import count_words
 
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "sample_id",
@@ -114,7 +115,7 @@ def records_to_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 "mode_source": meta["mode_source"],
                 "messages": messages,
                 "assistant_text": assistant_text,
-                "word_count": len(assistant_text.split()),
+                "word_count": count_words(assistant_text),
             }
         )
     if not rows:

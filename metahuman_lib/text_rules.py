@@ -57,6 +57,29 @@ def normalise_text(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Word counts, for scripts with and without spaces
+# ---------------------------------------------------------------------------------------------
+
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+                       "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\U00020000-\U0002fa1f]")
+"""Characters of scripts written without spaces between words: Chinese, Japanese kana, Thai, Lao,
+Burmese, Khmer. Korean Hangul separates words with spaces and is counted by them."""
+_UNSPACED_PUNCTUATION = re.compile("[\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+
+
+def count_words(text: str) -> int:
+    """Words in ``text``: whitespace-separated words, where each character of a script written without
+    spaces counts as one word (as word processors count Chinese and Japanese), so a Japanese answer
+    is not one "word" and dropped as too short."""
+    if text.isascii():
+        return len(text.split())
+    unspaced = len(_UNSPACED.findall(text))
+    if not unspaced:
+        return len(text.split())
+    return unspaced + len(_UNSPACED_PUNCTUATION.sub(" ", _UNSPACED.sub(" ", text)).split())
+
+
+# ---------------------------------------------------------------------------------------------
 # Leading filler (spec section 3, with word boundaries: defect 12)
 # ---------------------------------------------------------------------------------------------
 

@@ -258,3 +258,11 @@ def test_filler_is_stripped_from_chat_replies_only() -> None:
     answers = [messages[-1]["content"] for messages in result.samples["messages"]]
     assert answers == ["As an AI researcher, I spend my days reading papers.", "I'll be there."]
     assert result.stats["filler_stripped"] == 1
+
+
+def test_japanese_and_chinese_answers_are_not_one_word() -> None:
+    rows = [memory("今日は公園で友達と長い散歩をしました。とても楽しかったです。", memory_type="journal"),
+            memory("我今天和朋友在公园里散步了很久。", memory_type="journal", timestamp="2025-11-02T12:00:00Z")]
+    result = build_samples(memories_frame(rows))
+    assert result.samples["memory_id"].tolist() == ["m000", "m001"]
+    assert result.samples["word_count"].tolist() == [28, 15]

@@ -6,6 +6,7 @@ import pytest
 
 from metahuman_lib.text_rules import (
     FILLER_PHRASES,
+    count_words,
     filler_phrases_in,
     luhn_valid,
     may_hold_pii_batch,
@@ -204,3 +205,15 @@ def test_filler_search_folds_the_characters_that_lowercase_to_ascii() -> None:
 ])
 def test_terminal_codes_and_their_remnants_are_removed(text: str, expected: str) -> None:
     assert normalise_text(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("I went for a long walk.", 6),
+    ("今日は公園で友達と長い散歩をしました。", 18),
+    ("我今天去了公园散步", 9),
+    ("안녕하세요 오늘 날씨가 좋네요", 4),
+    ("Café au lait", 3),
+    ("A trip to 東京 in May。", 7),
+])
+def test_word_counts_handle_scripts_without_spaces(text: str, expected: int) -> None:
+    assert count_words(text) == expected
