@@ -147,7 +147,7 @@ class CurationOptions:
         near_dup_threshold: Jaccard similarity (3-word shingles) from which two samples are
             near-duplicates; 1.0 keeps near-duplicates.
         num_perm: MinHash permutations for near-duplicate candidates.
-        min_words: answers with fewer words are dropped as ``too_short``.
+        min_words: answers with fewer words are dropped as ``too_short`` (tool calls excepted).
         include: excluded kinds (keys of :data:`EXCLUDED_KINDS`) to keep anyway.
     """
 
@@ -311,23 +311,21 @@ def _json(value: Any) -> str:
 
 def _tool_turns(metadata: dict[str, Any],
                 instruction: str | None) -> tuple[list[tuple[str, str]], bool]:
-    """An agent sample: the instruction, then the call and its result as the assistant turn;
-    and whether the instruction is real text (not the ``Use <tool>.`` fallback)."""
+    """An agent sample: the instruction, then the call as the assistant turn; and whether the
+    instruction is real text (not the ``Use <tool>.`` fallback).
+
+    The tool's output (or error) is never part of the sample: it is not the person's text, and
+    training on it would teach the model to invent results instead of calling the tool.
+    """
     tool = str(metadata.get("toolName"))
     call = f"Action: {tool}"
     if metadata.get("toolInputs") not in (None, {}, []):
         call += f" {_json(metadata['toolInputs'])}"
-    if metadata.get("success") is False or metadata.get("error"):
-        result = f"Error: {metadata.get('error') or 'the call failed'}"
-    elif metadata.get("toolOutputs") not in (None, {}, []):
-        result = f"Result: {_json(metadata['toolOutputs'])}"
-    else:
-        result = "Result: done"
     for key in _INSTRUCTION_KEYS:
         if isinstance(metadata.get(key), str) and metadata[key].strip():
             instruction = metadata[key]
             break
-    turns = [("user", instruction or f"Use {tool}."), ("assistant", f"{call}\n{result}")]
+    turns = [("user", instruction or f"Use {tool}."), ("assistant", call)]
     return turns, instruction is not None
 
 
@@ -646,7 +644,7 @@ def _long_enough(batch: _Batch, options: CurationOptions,
         batch.words.append(words)
         if words == 0:
             drops.append((row, "empty_text", "no answer text left after cleaning"))
-        elif words < options.min_words:
+        elif words < options.min_words and batch.shapes[index] != "tool":  # a call is short by nature
             drops.append((row, "too_short",
                           f"{words} word{'s' if words != 1 else ''}, minimum {options.min_words}"))
         else:

@@ -91,10 +91,13 @@ def test_tool_invocation_uses_its_parent_instruction() -> None:
     samples = result.samples.set_index("memory_id")
     assert [(m["role"], m["content"]) for m in samples.loc["t1", "messages"]][1:] == [
         ("user", "When is the last frost?"),
-        ("assistant", 'Action: web_search {"query":"frost dates"}\nResult: {"top":"mid May"}')]
+        ("assistant", 'Action: web_search {"query":"frost dates"}')]
     assert samples.loc["t2", "messages"][1:] == [
         {"role": "user", "content": "Use weather."},
-        {"role": "assistant", "content": 'Action: weather {"days":3}\nError: timeout after 30s'}]
+        {"role": "assistant", "content": 'Action: weather {"days":3}'}]
+    # the tool's output and error are never trained: the model must call, not invent results
+    texts = " ".join(m["content"] for messages in result.samples["messages"] for m in messages)
+    assert "mid May" not in texts and "timeout" not in texts and "Result:" not in texts
     assert samples.loc["t1", "mode"] == "agent"
     assert result.stats["shape_tool"] == 2
 
@@ -246,7 +249,7 @@ def test_tool_instruction_from_metadata_and_lone_user_message() -> None:
     result = build_samples(memories_frame(rows))
     assert _messages(result, 0)[1:] == [
         ("user", "What's on today?"),
-        ("assistant", 'Action: calendar_list\nResult: {"events":["standup 9:30"]}')]
+        ("assistant", "Action: calendar_list")]
     assert _messages(result, 1)[1:] == [("user", "What's on your mind?"),
                                         ("assistant", "Remind me to water the basil tomorrow.")]
 
