@@ -144,21 +144,29 @@ def strip_leading_filler(text: str) -> str:
 # PII scrubbing
 # ---------------------------------------------------------------------------------------------
 
-SCRUB_KINDS: tuple[str, ...] = ("email", "phone", "api_key", "token", "card")
+SCRUB_KINDS: tuple[str, ...] = ("email", "phone", "api_key", "token", "card", "iban", "national_id",
+                                "private_key")
 """What scrubbing replaces, each with the marker ``[<kind>]``."""
+PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "CA", "AU", "DE", "FR", "IN")
+"""Regions whose national phone formats (``07911 123456``, ``(201) 555-0123``) are recognised, by
+``phonenumbers``' own numbering plans; international ``+<code>`` numbers are found for every region."""
 
 _SCRUB = re.compile(
     r"""
     # Every alternative below starts at a word boundary on one of these characters, or at a
-    # digit, '+' or '(': testing that first lets the engine skip mid-word positions at once
+    # digit, '+', '(' or '-': testing that first lets the engine skip mid-word positions at once
     # (twice as fast) and matches exactly the same text.
-    (?: \b(?=[A-Za-z0-9._%+(-]) | (?=[\d+(]) )
+    (?: \b(?=[A-Za-z0-9._%+(-]) | (?=[\d+(-]) )
     (?:
-      (?P<bearer>\b[Bb]earer[ \t]+)(?P<bearer_token>[A-Za-z0-9._~+/-]{16,}=*)
+      (?P<private_key>-----BEGIN[ A-Z0-9]*PRIVATE[ ]KEY(?:[ ]BLOCK)?-----[\s\S]*?
+                      (?:-----END[ A-Z0-9]*PRIVATE[ ]KEY(?:[ ]BLOCK)?-----|\Z))
+    | (?P<bearer>\b[Bb]earer[ \t]+)(?P<bearer_token>[A-Za-z0-9._~+/-]{16,}=*)
     | (?P<token>
         \bgh[pousr]_[A-Za-z0-9]{20,}
       | \bgithub_pat_[A-Za-z0-9_]{20,}
       | \bxox[abposr]-[A-Za-z0-9-]{10,}
+      | \bhf_[A-Za-z0-9]{30,}
+      | \brpa_[A-Za-z0-9]{20,}
       | \beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}
       )
     | (?P<api_key>
@@ -167,10 +175,13 @@ _SCRUB = re.compile(
       | \bAIza[0-9A-Za-z_-]{35}
       )
     | (?P<email>\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b)
+    | (?P<iban>\b[A-Z]{2}\d{2}[ ]?(?:[A-Z0-9]{4}[ ]?){2,7}[A-Z0-9]{1,4}\b)
+    | (?P<national_id>(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-]))
     | (?P<card>(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-]))
     | (?P<phone>
         (?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\w-])
       | (?<![\w(-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\w-])
+      | (?<![\w.:/+-])[2-9]\d{9}(?![\w.:/-])
       )
     )
     """,
@@ -210,6 +221,7 @@ def may_hold_pii_batch(texts: list[str]) -> np.ndarray:
     _flag_texts_holding(joined.translate(_TOKEN_TABLE), _KEY_RUN, ends, flags)
     # a bearer token may hold '.', '~', '+' and '/', which split the key runs searched above
     _flag_texts_holding(joined, b"earer", ends, flags)
+    _flag_texts_holding(joined, b"PRIVATE KEY", ends, flags)
     return flags
 
 
@@ -242,17 +254,65 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _valid(kind: str, value: str) -> bool:
+    """Checksums and numbering rules that tell a real identifier from a number that looks like one."""
+    if kind == "card":
+        return luhn_valid(value.replace(" ", "").replace("-", ""))
+    if kind == "phone":
+        return 8 <= sum(c.isdigit() for c in value) <= 15
+    if kind == "iban":
+        from stdnum import iban
+
+        return iban.is_valid(value)
+    if kind == "national_id":
+        from stdnum.us import ssn
+
+        return ssn.is_valid(value)
+    return True
+
+
+_NATIONAL_PHONE = re.compile(r"(?<![\w.,:/+-])\(?0\d{1,4}\)?(?:[ -]?\d{2,5}){1,3}(?![\w.,:/-])")
+"""A national number with its trunk prefix ``0`` (``07911 123456``, ``030 12345678``, ``(02) 9876 5432``)."""
+
+
+def _national_phones(text: str, counts: dict[str, int] | None) -> str:
+    """Replace national-format numbers that ``phonenumbers`` finds valid in one of :data:`PHONE_REGIONS`."""
+    import phonenumbers
+
+    def replace(match: re.Match[str]) -> str:
+        value = match.group(0)
+        if not 9 <= sum(c.isdigit() for c in value) <= 12:
+            return value
+        for region in PHONE_REGIONS:
+            try:
+                number = phonenumbers.parse(value, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                if counts is not None:
+                    counts["phone"] = counts.get("phone", 0) + 1
+                return "[phone]"
+        return value
+
+    return _NATIONAL_PHONE.sub(replace, text)
+
+
 def scrub_pii(text: str, counts: dict[str, int] | None = None) -> str:
-    """Replace emails, phone numbers, API keys, tokens and card numbers with ``[<kind>]``.
+    """Replace emails, phone numbers, keys, tokens, card numbers, IBANs, US social security numbers
+    and private-key blocks with ``[<kind>]``.
 
     Args:
         text: the message text.
         counts: when given, incremented once per replacement under the kind's name.
 
-    Card-like numbers (13-19 digits, spaces or dashes allowed) are replaced only when they pass
-    the Luhn check, so order numbers and timestamps survive. A bearer token keeps its
-    ``Bearer`` keyword. Phone numbers are international ``+<code> ...`` numbers with 8-15
-    digits, or the ten-digit ``(555) 013-2291`` / ``555-013-2291`` form.
+    Numbers that only look like identifiers stay: card-like numbers that fail the Luhn check, IBANs
+    that fail theirs (``python-stdnum``), SSNs the numbering rules exclude, versions, dates and
+    times. A bearer token keeps its ``Bearer`` keyword. Phone numbers are international
+    ``+<code> ...`` numbers with 8-15 digits, the ``(555) 013-2291`` / ``555-013-2291`` form, a bare
+    ten-digit number not starting with 0 or 1 (``5551234567``; Unix times start with 1), and
+    valid national numbers of :data:`PHONE_REGIONS`. Tokens are recognised by their providers'
+    prefixes (GitHub ``ghp_``, Slack ``xox?-``, Hugging Face ``hf_``, RunPod ``rpa_``, AWS ``AKIA``,
+    OpenAI-style ``sk-``, Google ``AIza``, JWTs).
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -262,15 +322,16 @@ def scrub_pii(text: str, counts: dict[str, int] | None = None) -> str:
                 counts["token"] = counts.get("token", 0) + 1
             return match.group("bearer") + "[token]"
         value = match.group(0)
-        if kind == "card" and not luhn_valid(value.replace(" ", "").replace("-", "")):
-            return value
-        if kind == "phone" and not 8 <= sum(c.isdigit() for c in value) <= 15:
+        if not _valid(kind, value):
             return value
         if counts is not None:
             counts[kind] = counts.get(kind, 0) + 1
         return f"[{kind}]"
 
-    return _SCRUB.sub(replace, text)
+    text = _SCRUB.sub(replace, text)
+    if sum(c.isdigit() for c in text) >= _MIN_PHONE_DIGITS:
+        text = _national_phones(text, counts)
+    return text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,3 +217,36 @@ def test_terminal_codes_and_their_remnants_are_removed(text: str, expected: str)
 ])
 def test_word_counts_handle_scripts_without_spaces(text: str, expected: int) -> None:
     assert count_words(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected", "kind"), [
+    ("SSN 123-45-6789.", "SSN [national_id].", "national_id"),
+    ("IBAN GB82 WEST 1234 5698 7654 32 please", "IBAN [iban] please", "iban"),
+    ("to DE89370400440532013000 today", "to [iban] today", "iban"),
+    ("mobile +44 7700 900123", "mobile [phone]", "phone"),
+    ("ring 07911 123456 later", "ring [phone] later", "phone"),
+    ("Berlin 030 12345678", "Berlin [phone]", "phone"),
+    ("my number 5551234567", "my number [phone]", "phone"),
+    ("hf token hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "hf token [token]", "token"),
+    ("runpod rpa_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcd", "runpod [token]", "token"),
+    ("gh ghp_16C7e42F292c6912E7710c838347Ae178B4a", "gh [token]", "token"),
+    ("slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "slack [token]", "token"),
+    ("aws AKIAIOSFODNN7EXAMPLE", "aws [api_key]", "api_key"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\nok",
+     "[private_key]\nok", "private_key"),
+])
+def test_scrub_more_kinds(text: str, expected: str, kind: str) -> None:
+    counts: dict[str, int] = {}
+    assert scrub_pii(text, counts) == expected
+    assert counts == {kind: 1}
+    assert may_hold_pii_batch([text, "nothing here"]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize("text", [
+    "card 4111 1111 1111 1112 fails Luhn", "version 2.10.3 and 10.4.1", "on 2025-11-01 at 10:30:00",
+    "on 01/02/2025", "unix time 1732982400", "pi is 3.14159265358", "IBAN GB00 WEST 1234 5698 7654 32 (bad check)",
+    "SSN 666-12-3456 is never issued", "order 0123456789012", "id 12345678901",
+])
+def test_harmless_numbers_stay(text: str) -> None:
+    counts: dict[str, int] = {}
+    assert scrub_pii(text, counts) == text and counts == {}
