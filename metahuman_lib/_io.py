@@ -2,38 +2,71 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
+from metahuman_lib.errors import StorageError
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old or the new file, never a partial one.
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space and run again",
+    errno.EDQUOT: "the disk quota is used up: free some space and run again",
+    errno.EFBIG: "the file is larger than this system allows: free space or raise the limit, then run again",
+    errno.EROFS: "the file system is read-only: remount it writable or use another --root",
+    errno.EACCES: "permission denied: make the folder writable for this user or use another --root",
+    errno.EPERM: "operation not permitted: make the folder writable for this user or use another --root",
+}
 
-    The bytes go to a temporary file in the same folder, are fsynced, then renamed over the
-    target; the folder is fsynced too so the rename survives a crash.
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    """One line naming the path, the cause and what to do (the previous file, if any, is unchanged)."""
+    advice = _STORAGE_ADVICE.get(exc.errno or 0, "check the disk and the folder's permissions, then run again")
+    return StorageError(f"Cannot write {path}: {exc.strerror or exc}; {advice}. Nothing there was half-written.")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle whose bytes replace ``path`` all at once when the block ends without error.
+
+    The bytes go to a temporary file in the same folder, are fsynced, then renamed over the target;
+    the folder is fsynced too so the rename survives a crash. On any error the temporary file goes
+    and the target is untouched; a full disk or a read-only folder is a :class:`StorageError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise storage_error(path, exc) from exc
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise storage_error(path, exc) from exc
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never a partial one."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -436,8 +436,8 @@ def _bad_files(rng: random.Random, username: str, start: datetime, end: datetime
     s = stamp_at(0.31)
     cases.append((s, "array", b"[]"))
     s = stamp_at(0.47)
-    bad_response = good(s, 'Me: "how many tomatoes?"') | {"response": 42}
-    cases.append((s, bad_response["content"], orjson.dumps(bad_response)))
+    bad_content = good(s, "") | {"content": ["how many", "tomatoes?"]}  # content must be text
+    cases.append((s, "how many tomatoes?", orjson.dumps(bad_content)))
     s = stamp_at(0.58)
     no_time = {k: v for k, v in good(s, "A memory without a timestamp").items() if k != "timestamp"}
     cases.append((s, no_time["content"], orjson.dumps(no_time)))

@@ -34,6 +34,10 @@ class PipelineStepError(WorkbenchError):
     """A step of a run (notebook, gate, training) failed; the run can resume from it."""
 
 
+class StorageError(WorkbenchError):
+    """A file could not be written (a full disk, a read-only folder); the message says what to do."""
+
+
 class MissingExtraError(WorkbenchError):
     """An optional dependency group is not installed."""
 

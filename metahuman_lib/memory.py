@@ -90,9 +90,19 @@ SKIP_REASONS: dict[str, str] = {
     "bad_timestamp": "the timestamp is not an ISO 8601 date-time string",
     "wrong_field_type": "a field has the wrong JSON type (e.g. a number as response)",
     "empty_content": "content is missing or only whitespace",
-    "duplicate_id": "another file already had this id (the first one in path order is kept)",
+    "duplicate_id": "the same file met twice through a link inside the profile (read once)",
 }
 """Every reason a file can be skipped for, with what it means (see docs/memory-format.md)."""
+
+REPAIR_REASONS: dict[str, str] = {
+    "id_collision": "another memory has the same id (MetaHuman OS ids have 100 ms resolution): both are "
+                    "kept, this one under '<id>~<n>'",
+    "field_dropped": "a field had the wrong JSON type (e.g. a number as response): only that field was "
+                     "left out, the memory is kept",
+    "lone_surrogate": "the text held a lone UTF-16 surrogate escape (as JavaScript's JSON.stringify writes "
+                      "for a cut emoji); it became U+FFFD and the memory is kept",
+}
+"""What the loader repaired in a memory it kept, with what it means (see docs/memory-format.md)."""
 
 _MIN_TS = datetime(1678, 1, 1, tzinfo=UTC)  # datetime64[ns] range
 _MAX_TS = datetime(2261, 12, 31, tzinfo=UTC)
@@ -122,12 +132,20 @@ class LoadReport:
         files_seen: every file (and escaping link) the walk met.
         loaded: rows in the memories table.
         skipped: the files that were not loaded, in path order.
+        repaired: memories that were loaded after a repair (a renamed id, a dropped field, a
+            replaced lone surrogate), in path order.
     """
 
     episodic_dir: Path
     files_seen: int
     loaded: int
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+    repaired: tuple[SkippedFile, ...] = field(default_factory=tuple)
+
+    def counts_repaired(self) -> dict[str, int]:
+        """Loaded memories the loader repaired, per reason (see :data:`REPAIR_REASONS`)."""
+        counts = Counter(item.reason for item in self.repaired)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     @property
     def encrypted(self) -> int:
@@ -356,26 +374,37 @@ def _timestamp(obj: dict[str, Any]) -> datetime:
     return stamp
 
 
-def _validate(obj: dict[str, Any], rel: str, category: str | None) -> Row:
+def _validate(obj: dict[str, Any], rel: str, category: str | None, repairs: list[SkippedFile]) -> Row:
     """The row of a memory the fast path refused, or :class:`_Skip` with the first problem.
 
-    Checks run in a fixed order (id, timestamp, field types, content) so a file with several
-    problems always gets the same reason. A missing id is taken from the file name.
+    Checks run in a fixed order (id, timestamp, content) so a file with several problems always
+    gets the same reason. A missing id is taken from the file name. A bad optional field (type,
+    response, tags, entities, importance, userId, metadata) costs only that field: it is left
+    out, noted in ``repairs``, and the memory is kept.
     """
     memory_id = _memory_id(obj, rel.rsplit("/", 1)[-1])
     stamp = _timestamp(obj)
     content = _optional(obj, "content", str, "a string")
-    memory_type = _optional(obj, "type", str, "a string") or DEFAULT_TYPE
-    response = _optional(obj, "response", str, "a string")
+
+    def optional(name: str, kind: type | tuple[type, ...], expected: str) -> Any:
+        try:
+            return _optional(obj, name, kind, expected)
+        except _Skip as bad:
+            repairs.append(SkippedFile(rel, "field_dropped", f"{bad.detail}; left out"))
+            return None
+
+    memory_type = optional("type", str, "a string") or DEFAULT_TYPE
+    response = optional("response", str, "a string")
     lists = []
     for field_name in ("tags", "entities"):
         value = obj.get(field_name)
         if value is not None and not _is_str_list(value):
-            raise _Skip("wrong_field_type", f"'{field_name}' must be a list of strings")
+            repairs.append(SkippedFile(rel, "field_dropped", f"'{field_name}' must be a list of strings; left out"))
+            value = None
         lists.append(value or [])
-    importance = _optional(obj, "importance", _NUMBER_TYPES, "a number")
-    user_id = _optional(obj, "userId", str, "a string")
-    metadata = _optional(obj, "metadata", dict, "an object") or {}
+    importance = optional("importance", _NUMBER_TYPES, "a number")
+    user_id = optional("userId", str, "a string")
+    metadata = optional("metadata", dict, "an object") or {}
     if content is None or not content.strip():
         raise _Skip("empty_content", "'content' is missing or blank")
     mode, source = memory_mode(memory_type, metadata)
@@ -420,7 +449,8 @@ def _decode_problem(data: bytes, exc: Exception) -> _Skip:
     return _Skip("invalid_json", str(exc).split("\n", 1)[0][:120])
 
 
-def _parse_file(path: str, rel: str, category: str | None, max_file_bytes: int) -> Row:
+def _parse_file(path: str, rel: str, category: str | None, max_file_bytes: int,
+                repairs: list[SkippedFile]) -> Row:
     """Read, parse and check one ``*.json`` file; raise :class:`_Skip` when it is bad."""
     try:
         data = _read_limited(path, max_file_bytes)
@@ -431,10 +461,41 @@ def _parse_file(path: str, rel: str, category: str | None, max_file_bytes: int) 
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise _decode_problem(data, exc) from exc
+        obj = _lenient_json(data)
+        if obj is None:
+            raise _decode_problem(data, exc) from exc
+        repairs.append(SkippedFile(rel, "lone_surrogate", "a lone \\uD8xx-\\uDFxx escape became U+FFFD"))
     if type(obj) is not dict:
         raise _Skip("not_object", f"the JSON value is a {type(obj).__name__}")
-    return _fast_row(obj, rel, category) or _validate(obj, rel, category)
+    return _fast_row(obj, rel, category) or _validate(obj, rel, category, repairs)
+
+
+def _lenient_json(data: bytes) -> Any:
+    """JSON that orjson refuses only for lone surrogate escapes (``"\\ud83d"``, which JavaScript
+    writes for a cut emoji): parsed, with each lone surrogate replaced by U+FFFD; else None."""
+    import json
+
+    if b"\\u" not in data:
+        return None
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return _without_lone_surrogates(obj)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # pairs are joined, lone halves replaced
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value
 
 
 class _Walk:
@@ -586,12 +647,15 @@ def _load(profile: Profile, max_file_bytes: int,
         return _columns(values, names), skipped, per_shard(values) if per_shard is not None else None
 
     parts = map_shards(parse_range, len(files))
-    skipped = walk.skipped + [item for _, part, _ in parts for item in part]
+    noted = walk.skipped + [item for _, part, _ in parts for item in part]
+    skipped = [item for item in noted if item.reason not in REPAIR_REASONS]
+    repaired = [item for item in noted if item.reason in REPAIR_REASONS]
     data = _concat_columns([columns for columns, _, _ in parts])
-    keep = _first_of_each_id(data, skipped)
+    keep = _unique_ids(data, str(profile.episodic_dir), skipped, repaired)
     frame, position = _frame(data, keep)
     report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
-                        tuple(sorted(skipped, key=lambda item: item.path)))
+                        tuple(sorted(skipped, key=lambda item: item.path)),
+                        tuple(sorted(repaired, key=lambda item: item.path)))
     results, offset = [], 0
     for columns, _, value in parts:
         size = len(columns["id"])
@@ -600,30 +664,57 @@ def _load(profile: Profile, max_file_bytes: int,
     return frame, report, results if per_shard is not None else []
 
 
-def _first_of_each_id(data: dict[str, Any], skipped: list[SkippedFile]) -> np.ndarray | None:
-    """Rows (in path order) to keep when ids repeat: the first of each id; the others are
-    added to ``skipped`` as ``duplicate_id``. None when every id is unique (the usual case)."""
+def _unique_ids(data: dict[str, Any], episodic_dir: str, skipped: list[SkippedFile],
+                repaired: list[SkippedFile]) -> np.ndarray | None:
+    """Make every id unique, in path order, losing no memory.
+
+    The same file met twice (through a link inside the profile) is read once: the later path is
+    skipped as ``duplicate_id``. Two different memories with one id (MetaHuman OS ids have 100 ms
+    resolution) are both kept: the later one becomes ``<id>~2`` (``~3``, ...), noted in ``repaired``
+    as ``id_collision``. Returns the rows to keep, or None when all are (the usual case).
+    """
     ids = data["id"]
     if pc.count_distinct(ids).as_py() == len(ids):
         return None
     keep = np.ones(len(ids), dtype=bool)
-    first_path: dict[str, str] = {}
-    for index, (memory_id, rel) in enumerate(zip(ids.to_pylist(), data["path"].to_pylist(), strict=True)):
-        kept = first_path.setdefault(memory_id, rel)
-        if kept != rel:
+    names = ids.to_pylist()
+    taken = set(names)
+    first: dict[str, tuple[str, str]] = {}
+    renamed = False
+    for index, (memory_id, rel) in enumerate(zip(list(names), data["path"].to_pylist(), strict=True)):
+        real = os.path.realpath(os.path.join(episodic_dir, rel))
+        if memory_id not in first:
+            first[memory_id] = (rel, real)
+            continue
+        kept_rel, kept_real = first[memory_id]
+        if real == kept_real:
             keep[index] = False
-            skipped.append(SkippedFile(rel, "duplicate_id", f"id {memory_id!r} already loaded from {kept}"))
-    return keep
+            skipped.append(SkippedFile(rel, "duplicate_id", f"the same file as {kept_rel}, read once"))
+            continue
+        number = 2
+        while f"{memory_id}~{number}" in taken:
+            number += 1
+        names[index] = f"{memory_id}~{number}"
+        taken.add(names[index])
+        renamed = True
+        repaired.append(SkippedFile(rel, "id_collision", f"id {memory_id!r} is also {kept_rel}'s; kept as "
+                                                         f"{names[index]!r}"))
+    if renamed:
+        data["id"] = pa.array(names, type=ids.type)
+    return keep if not keep.all() else None
 
 
 def _parse_files(files: list[tuple[str, str, str | None]],
                  max_file_bytes: int) -> tuple[list[Row], list[SkippedFile]]:
-    """The rows of the readable files and the skipped ones, each in the given order."""
+    """The rows of the readable files and the skipped ones (with the repair notes of the rows kept),
+    each in the given order."""
     rows: list[Row] = []
     skipped: list[SkippedFile] = []
     for path, rel, category in files:
         try:
-            rows.append(_parse_file(path, rel, category, max_file_bytes))
+            repairs: list[SkippedFile] = []
+            rows.append(_parse_file(path, rel, category, max_file_bytes, repairs))
+            skipped.extend(repairs)  # repair notes travel with the skipped files; _load splits them
         except _Skip as problem:
             skipped.append(SkippedFile(rel, problem.reason, problem.detail))
     return rows, skipped

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from metahuman_lib._io import atomic_write_bytes, atomic_write_json, sha256_file
+from metahuman_lib._io import atomic_write_bytes, atomic_write_json, sha256_file, storage_error
 from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
 from metahuman_lib.parameters import RunParameters, parse_now, plain_data
 from metahuman_lib.profile import Profile, make_run_label
@@ -202,8 +202,14 @@ def run_cycle(
             _finish_cycle(ctx, "interrupted", "interrupted by the user (Ctrl-C)")
             raise
         status = "failed" if error else ("dry_run" if dry_run else "succeeded")
-        _finish_cycle(ctx, status, error)
-        report, index = _write_reports(ctx)
+        try:
+            _finish_cycle(ctx, status, error)
+            report, index = _write_reports(ctx)
+        except WorkbenchError as exc:
+            if not error:
+                raise
+            ctx.echo(f"Reports not written: {exc}")  # the step's own error is the one to show
+            report, index = ctx.run_dir / "report.html", ctx.profile.reports_dir / "index.html"
     states = {name: info.get("status", "pending")
               for name, info in read_manifest(run_dir).get("steps", {}).items()}
     result = CycleResult(run_dir, status, states, report, index, resumed, error)
@@ -459,11 +465,13 @@ def _run_step(ctx: _Context, step: Step) -> None:
         execute_notebook(notebook, output, values, timeout_s=ctx.timeouts.timeout_for(step),
                          start_timeout_s=ctx.timeouts.start_timeout_s, cwd=ctx.run_dir,
                          progress=ctx.progress)
-    except WorkbenchError as exc:
-        _close_step(ctx, step, "failed", before, started, error=str(exc))
-        ctx.echo(f"[{step.name}] failed: {exc}")
+    except (WorkbenchError, OSError) as exc:
+        error = storage_error(output, exc) if isinstance(exc, OSError) else exc  # a full disk: one line
+        with contextlib.suppress(WorkbenchError, OSError):  # recording may need the disk that is full
+            _close_step(ctx, step, "failed", before, started, error=str(error))
+        ctx.echo(f"[{step.name}] failed: {error}")
         raise PipelineStepError(
-            f"Step {step.name} ({step.title}) failed: {exc}. Fix the cause, then resume with: "
+            f"Step {step.name} ({step.title}) failed: {error}. Fix the cause, then resume with: "
             f"metahuman fine-tune-cycle --username {ctx.profile.username} --resume {ctx.run_dir}"
         ) from None
     except KeyboardInterrupt:
@@ -538,7 +546,13 @@ def _close_step(ctx: _Context, step: Step, status: str, before: dict[str, tuple[
     after = _snapshot(ctx.run_dir)
     outputs = {path: {"bytes": size} for path, (size, mtime) in sorted(after.items())
                if before.get(path) != (size, mtime)}
-    report = _export_step_report(ctx, step)
+    try:
+        report = _export_step_report(ctx, step)
+    except WorkbenchError as exc:  # a full disk or a read-only folder: the step cannot be trusted
+        _record_step(ctx, step, status="failed", finished_at=utc_now_iso(), outputs=outputs, error=str(exc))
+        raise PipelineStepError(
+            f"Step {step.name} ({step.title}) failed: {exc} Fix the cause, then resume with: "
+            f"metahuman fine-tune-cycle --username {ctx.profile.username} --resume {ctx.run_dir}") from None
     _record_step(ctx, step, status=status, finished_at=utc_now_iso(),
                  duration_s=round(time.monotonic() - started, 2), outputs=outputs, error=error,
                  report=report)

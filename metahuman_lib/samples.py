@@ -33,6 +33,7 @@ import orjson
 import pandas as pd
 
 from metahuman_lib._gc import paused_gc
+from metahuman_lib._io import atomic_writer
 from metahuman_lib.text_rules import count_words
 
 SAMPLE_COLUMNS: tuple[str, ...] = (
@@ -89,11 +90,9 @@ def iter_records(samples: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 
 def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
-    """Write a samples table as JSONL (one sample per line, stable key order); return the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a samples table as JSONL (one sample per line, stable key order), atomically; return the count."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    with paused_gc(), open(path, "wb", buffering=1 << 20) as handle:
+    with paused_gc(), atomic_writer(Path(path)) as handle:  # a full disk never leaves a cut file
         handle.writelines(dumps(record, option=newline) for record in iter_records(samples))
     return len(samples)
 

@@ -54,3 +54,27 @@ def test_curate_bad_options_exit_2(demo_root: Path, tmp_path: Path, args: list[s
     proc = _run("--username", "demo", "--root", str(demo_root), "--output", str(tmp_path / "s.jsonl"), *args)
     assert proc.returncode == 2
     assert proc.stderr.strip() == message
+
+
+def test_curate_output_is_atomic_on_a_full_disk(demo_root: Path, tmp_path: Path) -> None:
+    """The kernel refuses writes past a file-size limit (EFBIG), as a full disk refuses them
+    (ENOSPC): the good file from before stays whole, and the error is one line naming it."""
+    import resource
+    import signal
+
+    out = tmp_path / "samples.jsonl"
+    good = b'{"messages": [], "metadata": {}}\n' * 3
+    out.write_bytes(good)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+
+    proc = subprocess.run([sys.executable, "-m", "metahuman_lib", "curate", "--username", "demo", "--root",
+                           str(demo_root), "--output", str(out)], check=False, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=120, preexec_fn=small_files)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: Cannot write {out}: File too large; ") and proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
+    assert out.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["samples.jsonl"]  # no temporary file left behind

@@ -50,7 +50,7 @@ def mixed_profile(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> 
     first = min(profile.episodic_dir.rglob("*.json"))
     copy_dir = profile.episodic_dir / "zz-copies"
     copy_dir.mkdir()
-    shutil.copy(first, copy_dir / first.name)  # the same id again, last in path order
+    shutil.copy(first, copy_dir / first.name)  # the same id again, last in path order: kept as <id>~2
     for index in range(3):
         write(f"evt-20260105120000{index}-later.json", {
             "id": f"evt-20260105120000{index}", "timestamp": f"2026-01-05T12:00:0{index}.000Z",
@@ -113,7 +113,7 @@ def _serial_reference_with(monkeypatch: pytest.MonkeyPatch, profile: Profile,
 def test_the_mixed_profile_has_what_the_test_is_about(mixed_profile: Profile) -> None:
     memories, report, result = load_and_curate(mixed_profile, CurationOptions(username="Greg"),
                                                now=NOW)
-    assert report.counts_by_reason().get("duplicate_id") == 1
+    assert report.counts_repaired().get("id_collision") == 1  # a copy under the same id: kept, then deduplicated
     assert not (memories["timestamp"] > pd.Timestamp(NOW)).any()
     tools = result.samples[result.samples["memory_id"].str.startswith("evt-20251201100000")]
     instructions = [messages[1]["content"] for messages in tools["messages"]]

@@ -13,6 +13,7 @@ import pytest
 from metahuman_lib.demo import DEMO_END
 from metahuman_lib.errors import ProfileError
 from metahuman_lib.memory import (
+    DEFAULT_TYPE,
     MEMORY_COLUMNS,
     SKIP_REASONS,
     LoadReport,
@@ -223,21 +224,50 @@ BAD_PAYLOADS: list[tuple[str, Any, str, str]] = [
     ("no timestamp", {"drop": ["timestamp"]}, "missing_timestamp", "no 'timestamp' field"),
     ("bad timestamp", {"timestamp": "last tuesday"}, "bad_timestamp", "'last tuesday'"),
     ("numeric timestamp", {"timestamp": 1732300159123}, "bad_timestamp", "not an ISO 8601"),
-    ("number response", {"response": 42}, "wrong_field_type", "'response' must be a string, got int"),
     ("list content", {"content": ["a", "b"]}, "wrong_field_type", "'content' must be a string, got list"),
-    ("number type", {"type": 7}, "wrong_field_type", "'type' must be a string, got int"),
-    ("tags not list", {"tags": "chat"}, "wrong_field_type", "'tags' must be a list of strings"),
-    ("entities with number", {"entities": ["Maya", 3]}, "wrong_field_type",
-     "'entities' must be a list of strings"),
-    ("text importance", {"importance": "high"}, "wrong_field_type", "'importance' must be a number"),
-    ("bool importance", {"importance": True}, "wrong_field_type", "'importance' must be a number, got bool"),
-    ("number userId", {"userId": 5}, "wrong_field_type", "'userId' must be a string, got int"),
-    ("list metadata", {"metadata": []}, "wrong_field_type", "'metadata' must be an object, got list"),
     ("number id", {"id": 202511011200000}, "wrong_field_type", "'id' must be a non-empty string"),
     ("empty content", {"content": ""}, "empty_content", "'content' is missing or blank"),
     ("blank content", {"content": " \n\t "}, "empty_content", "'content' is missing or blank"),
     ("no content", {"drop": ["content"]}, "empty_content", "'content' is missing or blank"),
 ]
+
+
+BAD_FIELDS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("number response", {"response": 42}, "response", "'response' must be a string, got int; left out"),
+    ("number type", {"type": 7}, "type", "'type' must be a string, got int; left out"),
+    ("tags not list", {"tags": "chat"}, "tags", "'tags' must be a list of strings; left out"),
+    ("entities with number", {"entities": ["Maya", 3]}, "entities", "'entities' must be a list of strings"),
+    ("text importance", {"importance": "high"}, "importance", "'importance' must be a number, got str"),
+    ("bool importance", {"importance": True}, "importance", "'importance' must be a number, got bool"),
+    ("number userId", {"userId": 5}, "user_id", "'userId' must be a string, got int; left out"),
+    ("list metadata", {"metadata": []}, "metadata", "'metadata' must be an object, got list; left out"),
+]
+DEFAULTS = {"response": None, "type": "observation", "tags": [], "entities": [], "importance": 0.5,
+            "user_id": None, "metadata": {}}
+
+
+@pytest.mark.parametrize(("case", "change", "column", "detail"), BAD_FIELDS, ids=[c[0] for c in BAD_FIELDS])
+def test_a_bad_field_costs_only_that_field(empty_profile: Profile, make_memory_file: Any, memory_payload: Any,
+                                           case: str, change: dict[str, Any], column: str, detail: str) -> None:
+    bad = make_memory_file(empty_profile, memory_payload("I kept my words", **change))
+    frame, report = load_memories(empty_profile)
+    assert frame["content"].tolist() == ["I kept my words"] and report.skipped == ()
+    value = frame[column].iloc[0]
+    assert (value.tolist() if hasattr(value, "tolist") else value) == DEFAULTS[column] or (
+        column == "type" and value == DEFAULT_TYPE)
+    assert report.repaired == (SkippedFile(bad.relative_to(empty_profile.episodic_dir).as_posix(), "field_dropped",
+                                           report.repaired[0].detail),)
+    assert detail in report.repaired[0].detail and report.counts_repaired() == {"field_dropped": 1}
+
+
+def test_a_lone_surrogate_escape_costs_nothing_but_the_broken_character(empty_profile: Profile,
+                                                                         make_memory_file: Any) -> None:
+    raw = (b'{"id": "evt-202511011200000", "timestamp": "2025-11-01T12:00:00.000Z", "type": "conversation", '
+           b'"content": "User: how was it?", "response": "Great day \\ud83d and a whole \\ud83d\\ude00 one"}')
+    make_memory_file(empty_profile, raw)
+    frame, report = load_memories(empty_profile)
+    assert frame["response"].tolist() == ["Great day \ufffd and a whole \U0001f600 one"]
+    assert report.skipped == () and [r.reason for r in report.repaired] == ["lone_surrogate"]
 
 
 @pytest.mark.parametrize(("case", "change", "reason", "detail"), BAD_PAYLOADS,
@@ -314,16 +344,21 @@ def test_large_files_under_the_limit_are_read_whole(empty_profile: Profile, make
     assert frame["content"].iloc[0] == content
 
 
-def test_duplicate_ids_keep_the_first_in_path_order(empty_profile: Profile, make_memory_file: Any,
-                                                    memory_payload: Any) -> None:
-    first = make_memory_file(empty_profile, memory_payload("first copy"))
-    second = make_memory_file(empty_profile, memory_payload("second copy"), category="reflections")
+def test_two_memories_with_one_id_are_both_kept(empty_profile: Profile, make_memory_file: Any,
+                                                memory_payload: Any) -> None:
+    first = make_memory_file(empty_profile, memory_payload("first memory"))
+    second = make_memory_file(empty_profile, memory_payload("a different memory"), category="reflections")
+    third = make_memory_file(empty_profile, memory_payload("a third one"), category="dreams")
     frame, report = load_memories(empty_profile)
-    first_rel = first.relative_to(empty_profile.episodic_dir).as_posix()
-    assert frame["content"].tolist() == ["first copy"]
-    assert report.skipped == (SkippedFile(second.relative_to(empty_profile.episodic_dir).as_posix(),
-                                          "duplicate_id",
-                                          f"id 'evt-202511011200000' already loaded from {first_rel}"),)
+    rels = [p.relative_to(empty_profile.episodic_dir).as_posix() for p in (first, second, third)]
+    by_id = dict(zip(frame["id"], frame["content"], strict=True))
+    # path order: 2025/..., dreams/..., reflections/...: the first keeps the id
+    assert by_id == {"evt-202511011200000": "first memory", "evt-202511011200000~2": "a third one",
+                     "evt-202511011200000~3": "a different memory"}
+    assert report.skipped == () and len(frame) == 3
+    assert sorted(r.path for r in report.repaired) == sorted(rels[1:])
+    assert {r.reason for r in report.repaired} == {"id_collision"}
+    assert all("evt-202511011200000" in r.detail for r in report.repaired)
 
 
 def test_symlinks_outside_the_profile_are_skipped(empty_profile: Profile, make_memory_file: Any,
@@ -356,7 +391,8 @@ def test_symlinks_inside_the_profile_are_followed_once(empty_profile: Profile, m
     frame, report = load_memories(empty_profile)
     assert frame["content"].tolist() == ["shared", "in 2025"]
     assert frame["category"].tolist() == ["curated", None]
-    assert {s.reason for s in report.skipped} == {"duplicate_id"}
+    assert {s.reason for s in report.skipped} == {"duplicate_id"}  # the same file through a link: read once
+    assert report.repaired == ()
 
 
 def test_broken_symlink_is_unreadable(empty_profile: Profile, make_memory_file: Any) -> None:

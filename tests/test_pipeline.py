@@ -194,3 +194,47 @@ def test_base_model_outside_the_lineage_is_refused_for_an_update(tmp_path: Path,
                                           r"v1 \(tiny/base-model\); an update run builds on the current"):
         prepare_training(profile.run_dir("2025-12-01-090000-eeeeee"), profile,
                          _params(param_dir, monthly=True, base_model="other/base"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_fails_the_step_in_one_line_and_the_run_resumes(tmp_path: Path) -> None:
+    """The kernel refuses large writes (EFBIG, as a full disk refuses them with ENOSPC): the step is
+    marked failed with one line naming the file, and once there is room the run resumes and finishes."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from metahuman_lib.demo import write_demo_profile
+    from metahuman_lib.pipeline import DEMO_QUALITY
+    from metahuman_lib.strategies import read_parameter_set
+
+    root = tmp_path / "root"
+    write_demo_profile(root, "demo", memories=400, months=4)
+    document = dict(read_parameter_set("foundation"))
+    document["quality"] = {**(document.get("quality") or {}), **DEMO_QUALITY, "min_total_foundation": 100}
+    (root / "set.yaml").write_text(yaml.safe_dump(document))
+    command = [sys.executable, "-m", "metahuman_lib", "fine-tune-cycle", "--username", "demo", "--root", str(root),
+               "--params", str(root / "set.yaml"), "--dry-run", "--quiet"]
+
+    def full_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150 * 1024, resource.RLIM_INFINITY))
+
+    failed = subprocess.run(command, check=False, capture_output=True, text=True, env=dict(os.environ),
+                            timeout=300, preexec_fn=full_disk)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Step 01_quality_review (Quality review) failed: Cannot write ")
+    assert "File too large" in last and "--resume" in last
+    run_dir = Path(last.split("--resume ")[1])
+    assert read_manifest(run_dir)["steps"]["01_quality_review"]["status"] == "failed"
+
+    resume = [sys.executable, "-m", "metahuman_lib", "fine-tune-cycle", "--username", "demo", "--root", str(root),
+              "--resume", str(run_dir), "--quiet"]
+    resumed = subprocess.run(resume, check=False, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_manifest(run_dir)["steps"]["01_quality_review"]["status"] == "succeeded"

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from metahuman_lib._gc import paused_gc
+from metahuman_lib._io import atomic_writer
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.errors import ConfigError
@@ -58,8 +59,8 @@ def curate(
                                 recent_days=recent_days, keep_memories=False)
         count = write_samples_jsonl(review.curation.samples, Path(output))
         if dropped:
-            Path(dropped).parent.mkdir(parents=True, exist_ok=True)
-            review.curation.dropped.to_csv(dropped, index=False)
+            with atomic_writer(Path(dropped)) as handle:
+                review.curation.dropped.to_csv(handle, index=False, encoding="utf-8")
         typer.echo(f"Wrote {count:,} samples to {output}")
         typer.echo(format_metrics_block(review.metrics, review.gates, kind))
         gates = review.gates
