@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from metahuman_lib.errors import ConfigError
 from metahuman_lib.samples import iter_records
 from metahuman_lib.selection import Selection, mode_mix, select
 from metahuman_lib.strategies import MODES, OLD_SAMPLING, Strategy, parameters_dir
@@ -103,19 +104,37 @@ def project_selection(selection: Selection, config: TrainConfig | None = None,
     """Projected tokens, time and cost of training on ``selection`` (issue 5's cost model).
 
     Tokens are estimated from characters (no tokenizer is loaded); the model size comes from
-    the base model's name; the GPU defaults to the one MetaHuman OS uses for the method. The
+    the architecture table or the base model's name; the GPU defaults to the cheapest default
+    RunPod GPU type the memory plan says holds the run (what the RunPod backend would rent). The
     prices file is ``parameters/gpu_prices.yaml``.
     """
     config = config or TrainConfig()
+    prices = load_gpu_prices(parameters_dir() / "gpu_prices.yaml")
     tokens, samples = estimate_tokens(iter_records(selection.train))
     eval_tokens = sum(estimate_tokens(iter_records(frame))[0]
                       for frame in (selection.eval_recent, selection.eval_old))
+    planned = None if gpu else _cheapest_fitting(config, prices)
     return project_cost(tokens, samples, method=config.method,
                         model_params_b=model_params_billions(config.base_model),
-                        gpu=gpu or SEED_GPUS[config.method], epochs=config.epochs,
+                        gpu=gpu or (planned.gpu if planned else SEED_GPUS[config.method]), epochs=config.epochs,
                         batch_size=config.batch_size, grad_accum=config.grad_accum,
                         max_seq_len=config.max_seq_len, packing=config.packing,
-                        eval_tokens=eval_tokens, prices=load_gpu_prices(parameters_dir() / "gpu_prices.yaml"))
+                        eval_tokens=eval_tokens, prices=prices,
+                        gradient_checkpointing=planned.shape.checkpointing if planned else False)
+
+
+def _cheapest_fitting(config: TrainConfig, prices: object) -> object | None:
+    """The memory plan of the cheapest default RunPod GPU type that holds the run (the one the
+    RunPod backend would rent), or None when the base model's architecture is unknown offline."""
+    from metahuman_lib.training.memory_plan import TrainShape, architecture_of, plan_gpus
+    from metahuman_lib.training.runpod_config import DEFAULT_GPU_TYPES
+
+    try:
+        arch = architecture_of(config.base_model, fetch=False)
+    except ConfigError:
+        return None
+    fitting = plan_gpus(arch, TrainShape.from_train_config(config), DEFAULT_GPU_TYPES, prices).fitting
+    return fitting[0] if fitting else None
 
 
 def selection_summary(selection: Selection, config: TrainConfig | None = None) -> dict[str, object]:

@@ -45,7 +45,7 @@ def test_preview_table(samples):
     assert table["old available / selected"] == f"{counts.old_available:,} / 50"
     assert table["train samples"] == f"{counts.train_samples:,}"
     assert table["projected training time and cost"].endswith(
-        "on NVIDIA GeForce RTX 4090 (lora, 14B; estimate)")
+        "on NVIDIA A100 80GB PCIe (lora, 14.77B; estimate)")  # a 14B LoRA does not fit a 4090
 
 
 def test_summary_projects_size_time_and_cost(samples):
