@@ -424,21 +424,21 @@ def _owner_stats(shaped: _Shaped, scrubbed: dict[int, dict[str, int]],
 
 def _candidates(shaped: _Shaped, options: CurationOptions) -> tuple[_Batch, list[str]]:
     """Group the cleaned turn texts back into one candidate sample per memory; also return each
-    candidate's dedup text (what the person authored)."""
+    candidate's dedup text: its answers, the words the model learns to say (two different answers to
+    the same long pasted prompt are not duplicates)."""
     texts, scrubbed, stripped = _clean_texts(shaped, options)
     kinds, filler = _owner_stats(shaped, scrubbed, stripped)
     all_turns = zip(shaped.roles, texts, strict=True)
-    per_memory = zip(shaped.real_prompt, shaped.turn_counts, strict=True)
     batch = _Batch(rows=shaped.rows, shapes=shaped.shapes)
     key_texts = []
-    for index, (real_prompt, count) in enumerate(per_memory):
+    for index, count in enumerate(shaped.turn_counts):
         turns = [turn for turn in islice(all_turns, count) if turn[1]]
         while len(turns) > 1 and turns[-1][0] == "user":
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
         batch.messages.append([{"role": role, "content": text} for role, text in turns])
         batch.assistant.append("\n\n".join(assistant))
-        key_texts.append("\n".join([text for _, text in turns] if real_prompt else assistant))
+        key_texts.append("\n".join(assistant))  # the answers only: a long pasted prompt never makes two differ less
         batch.scrubbed.append(kinds.get(index))
         batch.filler.append(index in filler)
     return batch, key_texts
@@ -659,7 +659,11 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
     found = duplicates_of(batch.prints, threshold=options.near_dup_threshold)
     ids = ordered["id"].tolist()
     rows, drops = batch.rows, batch.drops
-    exact, near = found.exact_of, found.near_of
+    exact, near = found.exact_of.copy(), found.near_of.copy()
+    for index in np.flatnonzero((exact >= 0) | (near >= 0)).tolist():
+        first = int(exact[index]) if exact[index] >= 0 else int(near[index])
+        if not _same_question(batch.messages[index], batch.messages[first], options.near_dup_threshold):
+            exact[index] = near[index] = -1  # the same answer to another question is a new sample
     repeats = np.flatnonzero(exact >= 0).tolist()
     drops += [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
               for index, first in zip(repeats, exact[repeats].tolist(), strict=True)]
@@ -668,6 +672,20 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
               for index, first, similarity in zip(similar, near[similar].tolist(),
                                                   found.near_similarity[similar].tolist(), strict=True)]
     return batch.take(np.flatnonzero((exact < 0) & (near < 0)).tolist())
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _same_question(later: list[dict[str, str]], earlier: list[dict[str, str]], threshold: float) -> bool:
+    """Whether two samples answer the same question: their user turns share at least ``threshold``
+    of their words (Jaccard), or neither has one of its own."""
+    questions = [" ".join(m["content"] for m in messages if m["role"] == "user") for messages in (later, earlier)]
+    if questions[0] == questions[1]:
+        return True
+    words = [set(_WORDS.findall(question.lower())) for question in questions]
+    union = words[0] | words[1]
+    return not union or len(words[0] & words[1]) / len(union) >= threshold
 
 
 def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:

@@ -269,3 +269,15 @@ def test_japanese_and_chinese_answers_are_not_one_word() -> None:
     result = build_samples(memories_frame(rows))
     assert result.samples["memory_id"].tolist() == ["m000", "m001"]
     assert result.samples["word_count"].tolist() == [28, 15]
+
+
+def test_two_different_answers_to_the_same_long_pasted_prompt_are_both_kept() -> None:
+    pasted = " ".join(f"clause{i} of the long pasted article about soil and compost" for i in range(40))
+    rows = [memory(f'Me: "{pasted}"', response="I think the compost part is right; the soil pH bit is wrong."),
+            memory(f'Me: "{pasted}"', response="Honestly it reads like marketing, I would not buy that mulch.",
+                   timestamp="2025-11-02T12:00:00Z"),
+            memory(f'Me: "{pasted}"', response="Honestly it reads like marketing, I would not buy that mulch.",
+                   timestamp="2025-11-03T12:00:00Z")]
+    result = build_samples(memories_frame(rows))
+    assert result.samples["memory_id"].tolist() == ["m000", "m001"]  # the third repeats the second exactly
+    assert result.dropped.set_index("memory_id").loc["m002", "reason"] == "exact_duplicate"
