@@ -47,6 +47,7 @@ from metahuman_lib._io import (
     read_json,
     sha256_file,
     sha256_tree,
+    storage_error,
 )
 from metahuman_lib.errors import ProfileError, RegistryError
 from metahuman_lib.profile import Profile
@@ -244,10 +245,12 @@ def restore(registry_path: Path, source: Path | None = None, *, now: datetime) -
 @contextmanager
 def _locked(registry_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     lock_path = _lock_file(registry_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lock_path), timeout=timeout_s)
     try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
+    except OSError as exc:  # a read-only folder: one line, not a traceback
+        raise storage_error(registry_path, exc) from exc
     except Timeout as exc:
         raise RegistryError(
             f"The model registry is locked by another process ({lock_path}) for more than "

@@ -32,6 +32,8 @@ def test_curate_writes_samples_and_prints_metrics(curated) -> None:
     assert proc.returncode == 0, proc.stderr
     samples = read_samples_jsonl(out)
     assert proc.stdout.splitlines()[0] == f"Wrote {len(samples):,} samples to {out}"
+    assert proc.stdout.splitlines()[1] == ("Skipped 10 files by reason: encrypted 3, invalid_json 2, empty_content 1, "
+                                           "missing_timestamp 1, not_object 1, not_utf8 1, wrong_field_type 1")
     assert "- Short samples (<=40 words): " in proc.stdout
     assert "Quality metrics (" in proc.stdout and "Gates (foundation):" in proc.stdout
     assert "warning: gate sample_count failed: only" in proc.stderr  # the demo is small

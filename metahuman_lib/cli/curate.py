@@ -62,6 +62,10 @@ def curate(
             with atomic_writer(Path(dropped)) as handle:
                 review.curation.dropped.to_csv(handle, index=False, encoding="utf-8")
         typer.echo(f"Wrote {count:,} samples to {output}")
+        typer.echo(_file_counts("Skipped", "file", review.load_report.counts_by_reason()))
+        repaired = review.load_report.counts_repaired()
+        if repaired:
+            typer.echo(_file_counts("Repaired and kept", "memory", repaired, plural="memories"))
         typer.echo(format_metrics_block(review.metrics, review.gates, kind))
         gates = review.gates
         del review  # freed while the collector is paused, so no collection scans it first
@@ -69,3 +73,12 @@ def curate(
         require_gates(gates)  # a PipelineStepError: one line on stderr, exit code 2
     for result in failed_gates(gates):
         typer.echo(f"warning: gate {result.name} failed: {result.reason}", err=True)
+
+
+def _file_counts(what: str, noun: str, counts: dict[str, int], plural: str | None = None) -> str:
+    """``Skipped 9 files by reason: encrypted 3, invalid_json 2, ...`` (``none`` when there are none)."""
+    total = sum(counts.values())
+    name = noun if total == 1 else (plural or f"{noun}s")
+    if not total:
+        return f"{what} 0 {name}"
+    return f"{what} {total:,} {name} by reason: " + ", ".join(f"{reason} {count:,}" for reason, count in counts.items())
