@@ -38,6 +38,11 @@ class StorageError(WorkbenchError):
     """A file could not be written (a full disk, a read-only folder); the message says what to do."""
 
 
+class GateRefused(PipelineStepError):
+    """A data or promotion gate refused the run (too few samples, a rejected candidate): the run is
+    finished, and the next invocation starts a new one instead of resuming it."""
+
+
 class MissingExtraError(WorkbenchError):
     """An optional dependency group is not installed."""
 

@@ -30,7 +30,7 @@ import orjson
 import pandas as pd
 
 from metahuman_lib._io import read_json
-from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.errors import ConfigError, GateRefused, PipelineStepError
 from metahuman_lib.profile import Profile
 from metahuman_lib.quality import LONG_MIN_WORDS, SHORT_MAX_WORDS
 from metahuman_lib.text_rules import count_words, filler_phrases_in
@@ -415,7 +415,7 @@ def conclude(run_dir: Path | str, decision: GateDecision | None, *, now: datetim
     if run_dir:
         _record(Path(run_dir), decision, now)
     if fail_on_reject and not decision.passed:
-        raise PipelineStepError(summary)
+        raise GateRefused(summary)
     return summary
 
 

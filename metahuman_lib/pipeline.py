@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from metahuman_lib._io import atomic_write_bytes, atomic_write_json, sha256_file, storage_error
-from metahuman_lib.errors import ConfigError, PipelineStepError, WorkbenchError
+from metahuman_lib.errors import ConfigError, GateRefused, PipelineStepError, WorkbenchError
 from metahuman_lib.parameters import RunParameters, parse_now, plain_data
 from metahuman_lib.profile import Profile, make_run_label
 from metahuman_lib.registry import run_lock
@@ -177,7 +177,11 @@ def run_cycle(
     if resume_run is None and auto_resume:
         resume_run = find_resumable_run(profile, params, backend=backend, dry_run=dry_run)
         if resume_run is not None:
-            say(f"Resuming the unfinished run with the same parameters: {resume_run}")
+            cycle = read_manifest(resume_run).get("cycle", {})
+            why = "it was interrupted" if cycle.get("status") == "interrupted" else (
+                f"it stopped on an error: {cycle.get('error')}" if cycle.get("error") else "it did not finish")
+            say(f"Resuming run {resume_run.name} ({why}), from its first unfinished step; "
+                "pass --new-run to start a new run instead.")
             resumed = True
     if resume_run is not None:
         run_dir = Path(resume_run).resolve()
@@ -192,16 +196,16 @@ def run_cycle(
         notebook_path(ctx.notebooks_dir, step)
     with run_lock(profile, run_dir.name):  # registry's profile lock: one run at a time
         _start_cycle(ctx, steps, resumed)
-        error = None
+        error, refused = None, False
         try:
             for step in steps:
                 _run_step(ctx, step)
         except PipelineStepError as exc:
-            error = str(exc)
+            error, refused = str(exc), isinstance(exc, GateRefused)
         except KeyboardInterrupt:
             _finish_cycle(ctx, "interrupted", "interrupted by the user (Ctrl-C)")
             raise
-        status = "failed" if error else ("dry_run" if dry_run else "succeeded")
+        status = ("refused" if refused else "failed") if error else ("dry_run" if dry_run else "succeeded")
         try:
             _finish_cycle(ctx, status, error)
             report, index = _write_reports(ctx)
@@ -214,7 +218,7 @@ def run_cycle(
               for name, info in read_manifest(run_dir).get("steps", {}).items()}
     result = CycleResult(run_dir, status, states, report, index, resumed, error)
     if error:
-        raise PipelineStepError(error)
+        raise (GateRefused if refused else PipelineStepError)(error)
     return result
 
 
@@ -325,7 +329,8 @@ def execute_notebook(notebook: Path, output: Path, values: Mapping[str, Any], *,
                 progress_bar=progress, cwd=str(cwd) if cwd else None, report_mode=False,
             )
     except PapermillExecutionError as exc:
-        raise PipelineStepError(failure_reason(exc.ename, exc.evalue)) from None
+        refused = exc.ename == GateRefused.__name__
+        raise (GateRefused if refused else PipelineStepError)(failure_reason(exc.ename, exc.evalue)) from None
     except TimeoutError as exc:
         raise PipelineStepError(f"a cell ran longer than the {timeout_s} s execution timeout "
                                 f"({type(exc).__name__})") from None
@@ -465,6 +470,13 @@ def _run_step(ctx: _Context, step: Step) -> None:
         execute_notebook(notebook, output, values, timeout_s=ctx.timeouts.timeout_for(step),
                          start_timeout_s=ctx.timeouts.start_timeout_s, cwd=ctx.run_dir,
                          progress=ctx.progress)
+    except GateRefused as exc:
+        _close_step(ctx, step, "refused", before, started, error=str(exc))
+        ctx.echo(f"[{step.name}] refused: {exc}")
+        raise GateRefused(
+            f"Step {step.name} ({step.title}) refused the run: {exc} The run is finished; the next "
+            "invocation starts a new run (once there are enough memories; --smoke-test trains a small "
+            "dataset anyway, as a test that never becomes current).") from None
     except (WorkbenchError, OSError) as exc:
         error = storage_error(output, exc) if isinstance(exc, OSError) else exc  # a full disk: one line
         with contextlib.suppress(WorkbenchError, OSError):  # recording may need the disk that is full

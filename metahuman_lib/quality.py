@@ -29,7 +29,7 @@ from metahuman_lib.curation import (
     CurationResult,
     load_and_curate,
 )
-from metahuman_lib.errors import ConfigError, PipelineStepError
+from metahuman_lib.errors import ConfigError, GateRefused
 from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import update_manifest, utc_now_iso
@@ -340,7 +340,7 @@ def require_gates(results: Sequence[GateResult]) -> None:
     failed = failed_gates(results)
     if failed:
         reasons = "; ".join(f"{result.name}: {result.reason}" for result in failed)
-        raise PipelineStepError(f"Quality gates failed: {reasons}.")
+        raise GateRefused(f"Quality gates failed: {reasons}.")
 
 
 def count_recent(samples: pd.DataFrame, now: datetime, days: int = 30) -> int:

@@ -305,7 +305,7 @@ color:#1f2328;padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.3rem .6rem;
 text-align:left;font-size:.9rem}th{background:#f6f8fa}
-.succeeded,.pass,.promoted{color:#1a7f37;font-weight:600}.failed,.fail,.rejected{color:#cf222e;
+.succeeded,.pass,.promoted{color:#1a7f37;font-weight:600}.failed,.fail,.rejected,.refused{color:#cf222e;
 font-weight:600}.skipped,.warn,.pending,.dry_run,.interrupted,.running{color:#9a6700;font-weight:600}
 .note{color:#57606a;font-size:.85rem}
 pre{white-space:pre-wrap;background:#f6f8fa;border:1px solid #d0d7de;padding:.5rem;font-size:.85rem}

@@ -31,10 +31,12 @@ _BODY = {
     ],
     "b_gate": [
         ("from pathlib import Path\n"
-         "from metahuman_lib.errors import PipelineStepError\n"
+         "from metahuman_lib.errors import GateRefused, PipelineStepError\n"
          "with open(Path(root, 'trace.txt'), 'a') as handle:\n    handle.write('b\\n')\n"
          "if Path(root, 'FAIL').exists():\n"
          "    raise PipelineStepError('quality gate failed: short samples 93.0% >= 60%')\n"
+         "if Path(root, 'REFUSE').exists():\n"
+         "    raise GateRefused('Quality gates failed: new_samples: only 40 new samples.')\n"
          "Path(run_dir, 'trained.txt').write_text('dry' if dry_run else 'trained')"),
     ],
     "c_after": [

@@ -238,3 +238,49 @@ def test_a_full_disk_fails_the_step_in_one_line_and_the_run_resumes(tmp_path: Pa
     resumed = subprocess.run(resume, check=False, capture_output=True, text=True, env=dict(os.environ), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert read_manifest(run_dir)["steps"]["01_quality_review"]["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_a_run_refused_by_a_gate_is_finished_and_the_next_one_starts_fresh(
+        tmp_path: Path, notebooks: Path, param_dir: Path) -> None:
+    from datetime import timedelta
+
+    from metahuman_lib.errors import GateRefused
+
+    profile = _profile(tmp_path)
+    (profile.root / "REFUSE").write_text("too few new samples")
+    params = _params(param_dir, monthly=True, seed=5)
+    with pytest.raises(GateRefused, match=r"Step b_gate \(Gate\) refused the run: Quality gates failed: "
+                                          r"new_samples: only 40 new samples\. The run is finished"):
+        run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS, notebooks_dir=notebooks,
+                  progress=False)
+    (refused,) = list((profile.fine_tuned_dir / "2025-12-01").iterdir())
+    manifest = read_manifest(refused)
+    assert manifest["cycle"]["status"] == "refused" and manifest["steps"]["b_gate"]["status"] == "refused"
+    assert find_resumable_run(profile, params, backend="local", dry_run=False) is None
+
+    # a month of new memories later, the same command starts a new run and goes through
+    (profile.root / "REFUSE").unlink()
+    later = NOW + timedelta(days=30)
+    result = run_cycle(profile, _params(param_dir, monthly=True, seed=5), backend="local", now=later,
+                       steps=FAKE_STEPS, notebooks_dir=notebooks, progress=False)
+    assert not result.resumed and result.run_dir != refused and result.status == "succeeded"
+    assert read_manifest(refused)["cycle"]["status"] == "refused"
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_and_says_which_and_why(tmp_path: Path, notebooks: Path, param_dir: Path) -> None:
+    profile = _profile(tmp_path)
+    (profile.root / "FAIL").write_text("inject")
+    params = _params(param_dir, monthly=True, seed=5)
+    with pytest.raises(PipelineStepError):
+        run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS, notebooks_dir=notebooks,
+                  progress=False)
+    (profile.root / "FAIL").unlink()
+    said: list[str] = []
+    result = run_cycle(profile, params, backend="local", now=NOW, steps=FAKE_STEPS, notebooks_dir=notebooks,
+                       progress=False, echo=said.append)
+    assert result.resumed
+    assert said[0].startswith(f"Resuming run {result.run_dir.name} (it stopped on an error: Step b_gate (Gate) "
+                              "failed: quality gate failed")
+    assert said[0].endswith("pass --new-run to start a new run instead.")
