@@ -85,6 +85,7 @@ class CycleFlags:
     base_model: str | None = None
     seed: int | None = None
     now: str | datetime | None = None
+    smoke_test: bool = False
 
     def given(self) -> tuple[str, ...]:
         """The flags that were given, as they are spelled on the command line."""
@@ -246,6 +247,8 @@ def resolve_parameters(
         raw["training"] = {**(raw.get("training") or {}), TRAINING_KEYS["base_model"]: flags.base_model}
     if flags.seed is not None:
         seed = flags.seed
+    if flags.smoke_test:
+        raw["pipeline"] = {**(raw.get("pipeline") or {}), "smoke_test": True}
     return _build(name=name, source=str(path), raw=raw, seed=seed, now=run_now, flags=flags.given())
 
 

@@ -81,9 +81,12 @@ class PipelineParams:
         training_cell_timeout_s: the same for the training step, whose launch cell waits for
             the trainer.
         start_timeout_s: the longest a kernel may take to start.
+        smoke_test: train even below the sample-count gate (``--smoke-test``); the version is
+            labelled a smoke test in the report and the registry and never becomes current.
     """
 
     notebooks_dir: str = ""
+    smoke_test: bool = False
     cell_timeout_s: int = 1800
     training_cell_timeout_s: int = 12 * 3600
     start_timeout_s: int = 120
@@ -132,7 +135,7 @@ class _Context:
     notebooks_dir: Path
     progress: bool
     echo: Callable[[str], None]
-    timeouts: PipelineParams = field(default_factory=PipelineParams)
+    timeouts: PipelineParams = field(default_factory=PipelineParams)  # the pipeline block (timeouts, smoke test)
 
 
 def run_cycle(
@@ -386,7 +389,8 @@ def _quality_values(ctx: _Context) -> dict[str, Any]:
     selection = ctx.params.raw.get("selection", {})
     values = {"kind": "foundation" if ctx.params.kind == "foundation" else "monthly",
               "mode": selection.get("mode") or "",
-              "gate_settings": plain_data(ctx.params.raw.get("quality", {}))}
+              "gate_settings": plain_data(ctx.params.raw.get("quality", {})),
+              "smoke_test": bool(ctx.timeouts.smoke_test)}
     if selection.get("days_recent") is not None:
         values["recent_days"] = selection["days_recent"]
     return values

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA = 1
-STATUSES = ("candidate", "promoted", "rejected", "failed")
+STATUSES = ("candidate", "promoted", "rejected", "failed", "smoke_test")
 MIRROR_KEYS = ("original_base_model", "current_base_model", "model_type", "training_history")
 DEFAULT_VERSIONING = {"enabled": True, "auto_update_base": True, "keep_all_versions": True}
 DEFAULT_KEEP = 3
@@ -776,6 +776,8 @@ def _run_record(profile: Profile, run_dir: Path, check: RunCheck, now: datetime)
         if selection is not None else None,
         "samples": _samples(run_dir, manifest),
         "mode_filter": train_config.get("mode_filter") or ((selection or {}).get("parameters") or {}).get("mode"),
+        "smoke_test": bool(((((manifest.get("cycle") or {}).get("parameters") or {}).get("blocks") or {})
+                            .get("pipeline") or {}).get("smoke_test")),
         "evaluation": manifest.get("evaluation"),
         "weights_pruned_at": None,
         "events": [{"at": _iso(now), "event": "registered"}],
@@ -809,7 +811,11 @@ def register(profile: Profile, run_dir: Path, *, now: datetime) -> dict[str, Any
             state["original_base_model"] = record["base_model"]
         record["version"] = max((r["version"] for r in state["versions"]), default=0) + 1
         evaluation = record.get("evaluation") or {}
-        if evaluation.get("passed") is False:
+        if record.get("smoke_test"):
+            record["status"] = "smoke_test"
+            record["events"].append({"at": _iso(now), "event": "smoke_test",
+                                     "reason": "trained below the sample-count gate; never made current"})
+        elif evaluation.get("passed") is False:
             record["status"] = "rejected"
             record["events"].append({"at": _iso(now), "event": "rejected",
                                      "reasons": list(evaluation.get("reasons") or [])})
@@ -898,6 +904,9 @@ def promote(profile: Profile, version: int, *, now: datetime, force: bool = Fals
         state = _profile_state(data, profile.username, create=True)
         record = _require(state, profile, version)
         _refuse_unusable(profile, record)
+        if record["status"] == "smoke_test":
+            raise RegistryError(f"v{version} of {profile.username!r} is a smoke test, trained below the sample-count "
+                                "gate; it is never made current. Run again with enough memories.")
         passed = (record.get("evaluation") or {}).get("passed")
         if passed is not True and not force:
             why = "its gate failed: " + "; ".join((record.get("evaluation") or {}).get("reasons") or []) \
@@ -1278,6 +1287,9 @@ def register_and_promote(profile: Profile, run_dir: str | Path, *, now: datetime
     record = existing or register(profile, run_dir, now=now)
     passed = (record.get("evaluation") or {}).get("passed")
     notes = []
+    if record["status"] == "smoke_test":
+        notes.append(f"v{record['version']} is a smoke test (trained below the sample-count gate): it is "
+                     "registered for the record and never becomes current")
     if passed is True and record["status"] == "candidate":
         if flags["auto_update_base"]:
             record = promote(profile, record["version"], now=now)

@@ -568,6 +568,9 @@ def _summary_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], re
              "old_samples", "version", "gate")]
     rows.insert(5, {"item": "backend", "value": cycle.get("backend")})
     rows.append({"item": "dry run", "value": bool(cycle.get("dry_run"))})
+    if ((_get(cycle, "parameters", "blocks", "pipeline") or {}).get("smoke_test")):
+        rows.append({"item": "smoke test", "value": "yes: trained below the sample-count gate as a test; "
+                                                     "this version never becomes current"})
     if summary.get("error"):
         rows.append({"item": "stopped because", "value": summary["error"]})
     blocks = _get(cycle, "parameters", "blocks") or {}

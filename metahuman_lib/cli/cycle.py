@@ -38,6 +38,8 @@ def fine_tune_cycle(
     show_parameters: bool = typer.Option(False, "--show-parameters", help="Print the resolved "
                                          "parameters as JSON and exit without running."),
     quiet: bool = typer.Option(False, "--quiet", help="No per-cell progress bars."),
+    smoke_test: bool = typer.Option(False, "--smoke-test", help="Train even below the sample-count gate, "
+                                    "as a test: the version is labelled a smoke test and never becomes current."),
 ) -> None:
     """Run the monthly job: quality review, selection, training, evaluation, registry, reports.
 
@@ -52,7 +54,8 @@ def fine_tune_cycle(
         raise ConfigError(f"Unknown backend {backend!r}; available backends: local, runpod.")
     wall_now = datetime.now(UTC)
     flags = CycleFlags(params=params, monthly=monthly, days_recent=days_recent, old_samples=old_samples,
-                       max_samples=max_samples, mode=mode, base_model=base_model, seed=seed, now=now)
+                       max_samples=max_samples, mode=mode, base_model=base_model, seed=seed, now=now,
+                       smoke_test=smoke_test)
     if resume is not None and flags.given():
         raise ConfigError(f"--resume continues a run with the parameters it started with; drop "
                           f"{' '.join(flags.given())}.")
