@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from metahuman_lib._io import atomic_write_json, read_json
+from metahuman_lib._io import atomic_write_bytes, atomic_write_json, read_json
 from metahuman_lib.runfolder import utc_now_iso
 from metahuman_lib.training.backend import JobStatus
 
@@ -62,5 +62,4 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
 def truncate_log(run_dir: Path, last_step: int) -> None:
     """Keep only log lines up to ``last_step`` (used when resuming from a checkpoint)."""
     kept = [record for record in read_log(run_dir) if record.get("step", 0) <= last_step]
-    path = Path(run_dir) / TRAIN_LOG_NAME
-    path.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in kept))
+    atomic_write_bytes(Path(run_dir) / TRAIN_LOG_NAME, b"".join(orjson.dumps(record) + b"\n" for record in kept))

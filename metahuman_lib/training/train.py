@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from metahuman_lib import chat_formats
-from metahuman_lib._io import atomic_write_json, read_json, sha256_tree
+from metahuman_lib._io import atomic_write_bytes, atomic_write_json, read_json, sha256_tree
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
 from metahuman_lib.training import data as tdata
@@ -598,7 +598,7 @@ def _write_generations(run_dir: Path, config: TrainConfig, before: list[str] | N
         return
     lines = [orjson.dumps({"prompt": prompt, "before": b, "after": a})
              for prompt, b, a in zip(config.probe_prompts, before or [], after or [])]
-    (run_dir / GENERATIONS_NAME).write_bytes(b"".join(line + b"\n" for line in lines))
+    atomic_write_bytes(run_dir / GENERATIONS_NAME, b"".join(line + b"\n" for line in lines))
 
 
 def _save(model: Any, tokenizer: Any, run_dir: Path, method: str) -> Path:
