@@ -69,7 +69,7 @@ def test_evaluation_then_registry_inside_runs(profile: Profile, tmp_path: Path) 
                                           "output_path": registry.get_version(profile, 1)["output_path"]}
 
     bad = make_run(profile, 2, parent_version=1, run_metrics=metrics(recent=(2.0, 2.1)))
-    with pytest.raises(papermill.PapermillExecutionError, match=r"PipelineStepError.*Gate rejected the candidate"):
+    with pytest.raises(papermill.PapermillExecutionError, match=r"GateRefused.*Gate rejected the candidate"):
         execute("04_evaluation.ipynb", tmp_path, username="tester", root=str(profile.root),
                 run_dir=str(bad), now=NOW, fail_on_reject=True, gate={"max_old_worsening": 0.5})
     assert manifest(bad)["evaluation"]["passed"] is False  # recorded before the step failed
