@@ -4,6 +4,8 @@ the versioning flags."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -163,3 +165,29 @@ def test_prune_never_deletes_weights_outside_the_profiles_fine_tuned_models(tmp_
     assert result.removed == (2,)
     assert result.kept[1] == "outside_profile_folder"
     assert (weights / "model.safetensors").read_bytes() == b"weights"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run the command as another user (CI and this machine run as root)")
+def test_a_read_only_registry_is_one_line_not_a_traceback() -> None:
+    """The registry's folder belongs to another user: the command, run as 'nobody', cannot write it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ro-registry-"))
+    try:
+        folder.chmod(0o755)
+        profile = Profile(folder / "root", "tester")
+        registry.register_and_promote(profile, make_run(profile, 1, evaluation=PASSED), now=now())
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "metahuman_lib", "registry", "reset", "--username", "tester", "--root",
+                               str(profile.root)], check=False, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HOME": str(folder)})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"error: Cannot write {profile.registry_path}: Permission denied; ")
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
