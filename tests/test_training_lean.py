@@ -126,3 +126,29 @@ def test_the_trainer_records_its_lean_settings(tmp_path, tmp_path_factory):
     train.run(tmp_path)
     lean = read_json(tmp_path / "effective_config.json")["lean"]
     assert lean["loss"] == "chunked" and lean["gradient_checkpointing"] is True and "tf32" in lean
+
+
+def test_bf16_autocast_gives_the_fp32_loss_within_tolerance(tmp_path_factory):
+    model = AutoModelForCausalLM.from_pretrained(family_model(tmp_path_factory, "qwen3"), dtype=torch.float32)
+    inputs, labels = batch(model.config.vocab_size, packed=True)
+    exact, _path = loss_sum(model, inputs, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, _path = loss_sum(model, inputs, labels)
+    assert mixed.dtype == torch.float32  # the cross-entropy itself runs in fp32
+    assert mixed.item() == pytest.approx(exact.item(), rel=0.02)
+
+
+def test_packed_rows_give_each_sample_its_unpacked_loss(tmp_path_factory):
+    """Padding-free packing (position ids restart per sample) through the attention kernel in use."""
+    model = AutoModelForCausalLM.from_pretrained(family_model(tmp_path_factory, "llama3"), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(1)
+    first, second = torch.randint(5, 400, (1, 14), generator=generator), torch.randint(5, 400, (1, 9),
+                                                                                        generator=generator)
+    separate = sum(loss_sum(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, ids)[0].item()
+                   for ids in (first, second))
+    packed_ids = torch.cat([first, second], dim=1)
+    labels = packed_ids.clone()
+    labels[0, first.shape[1]] = -100  # the second sample's first token is not trained to follow the first
+    positions = torch.cat([torch.arange(first.shape[1]), torch.arange(second.shape[1])]).unsqueeze(0)
+    packed, _path = loss_sum(model, {"input_ids": packed_ids, "position_ids": positions}, labels)
+    assert packed.item() == pytest.approx(separate, rel=1e-4)
