@@ -330,6 +330,7 @@ def execute_notebook(notebook: Path, output: Path, values: Mapping[str, Any], *,
                 str(notebook), str(output), parameters=dict(values), kernel_name="python3",
                 execution_timeout=timeout_s, start_timeout=start_timeout_s,
                 progress_bar=progress, cwd=str(cwd) if cwd else None, report_mode=False,
+                kernel_manager_class=_local_kernel_manager(),
             )
     except PapermillExecutionError as exc:
         refused = exc.ename == GateRefused.__name__
@@ -709,6 +710,19 @@ def _error_classes() -> list[type]:
         found.append(cls)
         queue.extend(cls.__subclasses__())
     return found
+
+
+def _local_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over local IPC sockets, not TCP: nothing to
+    encrypt, and no "Kernel is running over TCP without encryption" line in every step's output."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return LocalKernelManager
 
 
 @contextlib.contextmanager
