@@ -33,7 +33,7 @@ from metahuman_lib.errors import ConfigError, GateRefused, PipelineStepError, Wo
 from metahuman_lib.parameters import RunParameters, parse_now, plain_data
 from metahuman_lib.profile import Profile, make_run_label
 from metahuman_lib.registry import run_lock
-from metahuman_lib.runfolder import read_manifest, update_manifest, utc_now_iso
+from metahuman_lib.runfolder import list_run_dirs, read_manifest, update_manifest, utc_now_iso
 
 NOTEBOOKS_ENV_VAR = "METAHUMAN_NOTEBOOKS"
 PARAMETERS_FILE = "parameters.json"
@@ -248,23 +248,6 @@ def latest_run_dir(profile: Profile) -> Path | None:
     """The newest run folder of a profile by run label (labels sort by time), or None."""
     runs = list_run_dirs(profile)
     return runs[-1] if runs else None
-
-
-def list_run_dirs(profile: Profile) -> list[Path]:
-    """Every run folder of a profile that has a manifest, oldest first.
-
-    Runs sort by their label's time, then by when they started (two runs dated the same second,
-    such as simulated ones, keep the order in which they ran).
-    """
-    if not profile.fine_tuned_dir.is_dir():
-        return []
-    found = [p.parent for p in profile.fine_tuned_dir.glob("*/*/manifest.json")]
-    return sorted(found, key=_run_order)
-
-
-def _run_order(run_dir: Path) -> tuple[str, str]:
-    started = read_manifest(run_dir).get("cycle", {}).get("started_at") or ""
-    return run_dir.name[:17], str(started)
 
 
 def notebook_path(notebooks_dir: Path, step: Step) -> Path:

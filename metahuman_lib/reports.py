@@ -28,7 +28,7 @@ import orjson
 from metahuman_lib._io import atomic_write_bytes, read_json
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.profile import Profile
-from metahuman_lib.runfolder import read_manifest
+from metahuman_lib.runfolder import list_run_dirs, read_manifest
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -685,7 +685,6 @@ def run_figures(run_dir: Path) -> list[Any]:
 
 def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | None = None) -> Path:
     """Write ``profiles/<u>/out/reports/index.html``: every run, and metrics across months."""
-    from metahuman_lib.pipeline import list_run_dirs
 
     summaries = [run_summary(d) for d in list_run_dirs(profile)]
     cumulative = 0.0

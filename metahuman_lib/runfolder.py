@@ -73,3 +73,20 @@ def record_files(run_dir: Path, names: list[str]) -> dict[str, Any]:
 def utc_now_iso() -> str:
     """The current UTC time as an ISO string; only for recording when something happened."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def list_run_dirs(profile: Any) -> list[Path]:
+    """Every run folder of a profile that has a manifest, oldest first.
+
+    Runs sort by their label's time, then by when they started (two runs dated the same second,
+    such as simulated ones, keep the order in which they ran).
+    """
+    if not profile.fine_tuned_dir.is_dir():
+        return []
+    found = [p.parent for p in profile.fine_tuned_dir.glob("*/*/manifest.json")]
+    return sorted(found, key=_run_order)
+
+
+def _run_order(run_dir: Path) -> tuple[str, str]:
+    started = read_manifest(run_dir).get("cycle", {}).get("started_at") or ""
+    return run_dir.name[:17], str(started)
