@@ -1,28 +1,5 @@
-"""The model registry ``etc/model-registry.json``: versions, aliases, lineage, backups, run lock.
-
-MetaHuman OS reads this file (spec section 4): ``original_base_model``, ``current_base_model``,
-``model_type``, ``training_history`` and ``versioning`` stay at the top level, in its format.
-Everything the workbench adds lives beside them under ``workbench``::
-
-    {"original_base_model": ..., "current_base_model": ..., "model_type": ...,
-     "training_history": [...], "versioning": {...},
-     "workbench": {"schema": 1, "mirror_profile": "greggles", "mirror_digest": "<sha256>",
-                   "profiles": {"greggles": {"original_base_model": ...,
-                                             "aliases": {"current": 3, "previous": 2},
-                                             "versions": [{...}, ...]},
-                                "alice": {...}}}}
-
-Two profiles under one root never mix lineages: each profile has its own version numbers,
-aliases and original base under ``workbench.profiles.<username>``, and a run can only be
-registered for the profile whose ``out/fine-tuned-models/`` folder holds it. The MetaHuman OS
-fields at the top level describe exactly ONE profile, ``mirror_profile`` (the first profile that
-was imported or registered; change it with :func:`set_mirror_profile`); they are regenerated from
-that profile's lineage on every write. When something else (MetaHuman OS itself) changes them, the
-digest no longer matches and writes are refused until ``registry import`` takes the changes in.
-
-Every change runs in :func:`_transaction`: a file lock, a timestamped backup of the previous file
-under ``etc/model-registry.backups/``, and an atomic write (temporary file, fsync, rename).
-"""
+"""Versions and lineage: verifying and registering runs, the gate's decision, promote, rollback,
+reset, prune, the run lock, and what the pipeline's registry step does (notebook 05)."""
 
 from __future__ import annotations
 
@@ -42,433 +19,35 @@ import orjson
 from filelock import FileLock, Timeout
 
 from metahuman_lib._io import (
-    atomic_write_bytes,
     atomic_write_json,
     read_json,
     sha256_file,
     sha256_tree,
-    storage_error,
 )
 from metahuman_lib.errors import ProfileError, RegistryError
 from metahuman_lib.profile import Profile
 
 if TYPE_CHECKING:
     import pandas as pd
-
-SCHEMA = 1
-STATUSES = ("candidate", "promoted", "rejected", "failed", "smoke_test")
-MIRROR_KEYS = ("original_base_model", "current_base_model", "model_type", "training_history")
-DEFAULT_VERSIONING = {"enabled": True, "auto_update_base": True, "keep_all_versions": True}
-DEFAULT_KEEP = 3
-BACKUPS_KEPT = 200
-LOCK_TIMEOUT_S = 30.0
-
-
-# --------------------------------------------------------------------------------------------
-# time and paths
-# --------------------------------------------------------------------------------------------
-
-
-def utc_now() -> datetime:
-    """The current UTC time; only called at the edges (CLI, notebooks) and passed in as ``now``."""
-    return datetime.now(UTC)
-
-
-def parse_now(value: str | datetime | None) -> datetime:
-    """``now`` from a notebook parameter: an ISO string, a datetime, or empty for the current time."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise RegistryError(f"now must be timezone-aware (UTC), got {value!r}")
-        return value.astimezone(UTC)
-    if not value:
-        return utc_now()
-    parsed = datetime.fromisoformat(str(value))
-    if parsed.tzinfo is None:
-        raise RegistryError(f"now must carry a timezone, e.g. '2026-01-01T00:00:00Z'; got {value!r}")
-    return parsed.astimezone(UTC)
-
-
-def _iso(now: datetime) -> str:
-    if now.tzinfo is None:
-        raise RegistryError("now must be timezone-aware (UTC)")
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def backups_dir(registry_path: Path) -> Path:
-    """Where timestamped backups of the registry go: ``etc/model-registry.backups/``."""
-    registry_path = Path(registry_path)
-    return registry_path.parent / f"{registry_path.stem}.backups"
-
-
-def _lock_file(registry_path: Path) -> Path:
-    return Path(registry_path).with_name(Path(registry_path).name + ".lock")
-
-
-def _rel(root: Path, path: Path) -> str:
-    """A path as the registry stores it: relative to the root when inside it (like MetaHuman OS)."""
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _abs(root: Path, stored: str) -> Path:
-    path = Path(stored)
-    return path if path.is_absolute() else root / path
-
-
-# --------------------------------------------------------------------------------------------
-# loading, corruption, backups
-# --------------------------------------------------------------------------------------------
-
-
-def list_backups(registry_path: Path) -> list[Path]:
-    """Backups of the registry, oldest first (names sort by their UTC timestamp)."""
-    folder = backups_dir(registry_path)
-    if not folder.is_dir():
-        return []
-    return sorted(folder.glob(f"{Path(registry_path).stem}.*.json"))
-
-
-def _corrupt(registry_path: Path, reason: str) -> RegistryError:
-    backups = list_backups(registry_path)
-    if backups:
-        hint = (f"The newest backup is {backups[-1]}; restore it with: "
-                f"metahuman registry restore {backups[-1]} --root {Path(registry_path).parent.parent}")
-    else:
-        hint = f"No backup exists in {backups_dir(registry_path)}; fix or move the file away by hand."
-    return RegistryError(f"The model registry {registry_path} is corrupt ({reason}). {hint}")
-
-
-def _validate(data: Any) -> str | None:
-    """Why ``data`` is not a usable registry, or None when it is."""
-    if not isinstance(data, dict):
-        return f"top level is {type(data).__name__}, not an object"
-    if not isinstance(data.get("training_history", []), list):
-        return "training_history is not a list"
-    section = data.get("workbench")
-    if section is None:
-        return None
-    if not isinstance(section, dict) or not isinstance(section.get("profiles"), dict):
-        return "workbench.profiles is missing or not an object"
-    for name, state in section["profiles"].items():
-        if not isinstance(state, dict) or not isinstance(state.get("versions"), list):
-            return f"workbench.profiles.{name}.versions is not a list"
-        for record in state["versions"]:
-            if not isinstance(record, dict) or not isinstance(record.get("version"), int):
-                return f"workbench.profiles.{name} has a version without an integer 'version'"
-            if record.get("status") not in STATUSES:
-                return f"workbench.profiles.{name} v{record.get('version')} has status {record.get('status')!r}"
-    return None
-
-
-def load_registry(registry_path: Path) -> dict[str, Any]:
-    """The registry as a dict (an empty one when the file does not exist yet).
-
-    Raises:
-        RegistryError: the file is not valid JSON or not a registry; the message names the newest
-            backup and the command that restores it.
-    """
-    registry_path = Path(registry_path)
-    if not registry_path.exists():
-        return {}
-    try:
-        data = orjson.loads(registry_path.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise _corrupt(registry_path, f"not valid JSON: {exc}") from exc
-    problem = _validate(data)
-    if problem:
-        raise _corrupt(registry_path, problem)
-    return data
-
-
-def _backup_name(registry_path: Path, now: datetime) -> Path:
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    folder = backups_dir(registry_path)
-    counter = 0
-    while (candidate := folder / f"{registry_path.stem}.{stamp}-{counter:03d}.json").exists():
-        counter += 1  # several changes within one microsecond (or one fixed ``now``) keep their order
-    return candidate
-
-
-def _write_backup(registry_path: Path, now: datetime, keep: int = BACKUPS_KEPT) -> Path | None:
-    """Copy the current file to a timestamped backup (atomically) and drop the oldest beyond ``keep``."""
-    if not registry_path.exists():
-        return None
-    target = _backup_name(registry_path, now)
-    atomic_write_bytes(target, registry_path.read_bytes())
-    for old in list_backups(registry_path)[:-keep]:
-        old.unlink(missing_ok=True)
-    return target
-
-
-def backup(registry_path: Path, *, now: datetime) -> Path:
-    """Write a timestamped backup of the registry now (under the lock) and return its path."""
-    registry_path = Path(registry_path)
-    with _locked(registry_path):
-        load_registry(registry_path)
-        target = _write_backup(registry_path, now)
-    if target is None:
-        raise RegistryError(f"Nothing to back up: {registry_path} does not exist yet.")
-    return target
-
-
-def restore(registry_path: Path, source: Path | None = None, *, now: datetime) -> Path:
-    """Replace the registry with a backup (the newest when ``source`` is None).
-
-    The file being replaced is itself backed up first, even when it is corrupt, so a restore
-    can always be undone.
-    """
-    registry_path = Path(registry_path)
-    if source is None:
-        backups = list_backups(registry_path)
-        if not backups:
-            raise RegistryError(f"No backup to restore in {backups_dir(registry_path)}.")
-        source = backups[-1]
-    source = Path(source)
-    if not source.is_file():
-        raise RegistryError(f"Backup {source} does not exist; list them with: metahuman registry backup --list")
-    try:
-        data = orjson.loads(source.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise RegistryError(f"Backup {source} is not valid JSON ({exc}); pick another backup.") from exc
-    problem = _validate(data)
-    if problem:
-        raise RegistryError(f"Backup {source} is not a usable registry ({problem}); pick another backup.")
-    with _locked(registry_path):
-        _write_backup(registry_path, now)
-        atomic_write_bytes(registry_path, source.read_bytes())
-    return source
-
-
-@contextmanager
-def _locked(registry_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    lock_path = _lock_file(registry_path)
-    lock = FileLock(str(lock_path), timeout=timeout_s)
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except OSError as exc:  # a read-only folder: one line, not a traceback
-        raise storage_error(registry_path, exc) from exc
-    except Timeout as exc:
-        raise RegistryError(
-            f"The model registry is locked by another process ({lock_path}) for more than "
-            f"{timeout_s:.0f} s; wait for it to finish and try again."
-        ) from exc
-    try:
-        stale = [*registry_path.parent.glob(f".{registry_path.name}.*.tmp"),
-                 *backups_dir(registry_path).glob(".*.tmp")]
-        for path in stale:
-            path.unlink(missing_ok=True)  # left by a writer killed mid-write; we hold the lock
-        yield
-    finally:
-        lock.release()
-
-
-# --------------------------------------------------------------------------------------------
-# the MetaHuman OS mirror
-# --------------------------------------------------------------------------------------------
-
-
-def _digest(data: dict[str, Any]) -> str:
-    mirrored = {key: data.get(key) for key in MIRROR_KEYS}
-    return hashlib.sha256(orjson.dumps(mirrored, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _model_type(model: str | None, root: Path) -> str:
-    if model is None:
-        return "huggingface"
-    if model.startswith(("/", "./", "../", "profiles/")) or _abs(root, model).exists():
-        return "local"
-    return "huggingface"
-
-
-def _history_entry(record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    """One MetaHuman OS ``training_history`` entry for a version (imported ones as they were).
-
-    MetaHuman OS reads ``training_success`` as "a usable model" (``getLatestModel`` filters on it,
-    ``registerTrainingRun`` drops entries without it), so only a version that was promoted says
-    true; ``base_model_used`` is the model the version was trained from: its parent version's
-    weights when it continues one, else the base.
-    """
-    if record.get("metahuman_os") is not None:
-        entry = dict(record["metahuman_os"])
-        if record.get("gguf_path") is None:
-            entry.pop("gguf_path", None)
-        if record.get("weights_pruned_at"):
-            entry["weights_pruned"] = True
-        return entry
-    entry: dict[str, Any] = {
-        "version": record["version"],
-        "run_id": record.get("run_id"),
-        "run_label": record.get("run_label"),
-        "timestamp": record.get("trained_at") or record.get("registered_at"),
-        "base_model_used": _trained_from(record, state),
-        "output_model_path": record.get("output_path"),
-    }
-    if record.get("gguf_path"):
-        entry["gguf_path"] = record["gguf_path"]
-    entry["samples_trained"] = (record.get("samples") or {}).get("train")
-    entry["mode_filter"] = record.get("mode_filter")
-    entry["training_success"] = any(event.get("event") == "promoted" for event in record.get("events") or [])
-    entry["workbench_status"] = record.get("status")
-    return entry
-
-
-def _trained_from(record: dict[str, Any], state: dict[str, Any]) -> str | None:
-    parent = _find(state, record.get("parent_version"))
-    if parent is not None and parent.get("output_path"):
-        return parent["output_path"]
-    return record.get("base_model")
-
-
-def lineage_base(parent: dict[str, Any], method: str | None) -> str | None:
-    """The base a child of ``parent`` sits on: a LoRA on a full model sits on that model's folder;
-    an adapter's child keeps the adapter's base; a full fine-tune keeps the lineage's base."""
-    output = parent.get("output_path")
-    kind = parent.get("output_kind") or (Path(output).name if output else None)  # imported: ".../model"
-    if method == "lora" and kind == "model":
-        return output
-    return parent.get("base_model")
-
-
-def _refresh_mirror(data: dict[str, Any], root: Path) -> None:
-    """Regenerate the MetaHuman OS fields from the mirror profile's lineage."""
-    section = data["workbench"]
-    name = section.get("mirror_profile")
-    if name is None or name not in section["profiles"]:
-        return
-    state = section["profiles"][name]
-    current = _find(state, state["aliases"].get("current"))
-    original = state.get("original_base_model")
-    data["original_base_model"] = original
-    data["current_base_model"] = current["output_path"] if current else original
-    data["model_type"] = _model_type(data["current_base_model"], root)
-    data["training_history"] = [_history_entry(r, state) for r in sorted(state["versions"], key=_version_key)]
-    data.setdefault("versioning", dict(DEFAULT_VERSIONING))
-    section["mirror_digest"] = _digest(data)
-    data["workbench"] = data.pop("workbench")  # MetaHuman OS's fields first, ours after them
-
-
-def _check_drift(data: dict[str, Any], registry_path: Path) -> None:
-    """Refuse to overwrite MetaHuman OS fields that were changed outside the workbench."""
-    section = data.get("workbench")
-    has_metahuman_fields = any(key in data for key in MIRROR_KEYS)
-    if section is None:
-        if has_metahuman_fields and data.get("training_history"):
-            raise RegistryError(
-                f"{registry_path} holds a MetaHuman OS registry the workbench has not imported yet; "
-                "import it into the profile it belongs to first: "
-                "metahuman registry import --username USER"
-            )
-        return
-    digest = section.get("mirror_digest")
-    if digest is not None and section.get("mirror_profile") and digest != _digest(data):
-        raise RegistryError(
-            f"The MetaHuman OS fields of {registry_path} were changed outside the workbench "
-            f"(mirror of profile {section['mirror_profile']!r}); take the changes in with: "
-            f"metahuman registry import --username {section['mirror_profile']}"
-        )
-
-
-def _section(data: dict[str, Any]) -> dict[str, Any]:
-    return data.setdefault("workbench", {"schema": SCHEMA, "mirror_profile": None, "profiles": {}})
-
-
-def _profile_state(data: dict[str, Any], username: str, *, create: bool) -> dict[str, Any] | None:
-    profiles = _section(data)["profiles"] if create else (data.get("workbench") or {}).get("profiles", {})
-    if username not in profiles:
-        if not create:
-            return None
-        profiles[username] = {"original_base_model": None,
-                              "aliases": {"current": None, "previous": None}, "versions": []}
-    return profiles[username]
-
-
-@contextmanager
-def _transaction(profile: Profile, now: datetime) -> Iterator[dict[str, Any]]:
-    """Lock, load, let the caller change the dict, then back up the old file and write atomically."""
-    path = profile.registry_path
-    with _locked(path):
-        data = load_registry(path)
-        _check_drift(data, path)
-        yield data
-        section = _section(data)
-        section["schema"] = SCHEMA
-        if section.get("mirror_profile") is None and profile.username in section["profiles"]:
-            section["mirror_profile"] = profile.username
-        _refresh_mirror(data, profile.root)
-        _write_backup(path, now)
-        atomic_write_json(path, data)
-
-
-# --------------------------------------------------------------------------------------------
-# reading
-# --------------------------------------------------------------------------------------------
-
-
-def _version_key(record: dict[str, Any]) -> int:
-    return int(record["version"])
-
-
-def _find(state: dict[str, Any], version: int | None) -> dict[str, Any] | None:
-    if version is None:
-        return None
-    return next((r for r in state["versions"] if r["version"] == version), None)
-
-
-def _require(state: dict[str, Any] | None, profile: Profile, version: int) -> dict[str, Any]:
-    record = _find(state, version) if state else None
-    if record is None:
-        known = [f"v{r['version']}" for r in state["versions"]] if state else []
-        close = difflib.get_close_matches(f"v{version}", known, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise RegistryError(
-            f"Profile {profile.username!r} has no version {version} "
-            f"(known: {', '.join(known) or 'none'}).{hint}"
-        )
-    return record
-
-
-def profile_state(profile: Profile) -> dict[str, Any]:
-    """This profile's part of the registry (an empty lineage when it has none)."""
-    data = load_registry(profile.registry_path)
-    state = _profile_state(data, profile.username, create=False)
-    if state is None:
-        return {"original_base_model": None, "aliases": {"current": None, "previous": None}, "versions": []}
-    return state
-
-
-def get_version(profile: Profile, version: int) -> dict[str, Any]:
-    """One version record of this profile; the error lists the known versions."""
-    return _require(profile_state(profile), profile, version)
-
-
-def current_version(profile: Profile) -> dict[str, Any] | None:
-    """The record the ``current`` alias points at, or None when on the original base."""
-    state = profile_state(profile)
-    return _find(state, state["aliases"].get("current"))
-
-
-def show(profile: Profile) -> dict[str, Any]:
-    """A summary: which model the next run builds on, the aliases, and counts by status."""
-    data = load_registry(profile.registry_path)
-    state = profile_state(profile)
-    current = _find(state, state["aliases"].get("current"))
-    counts = {status: sum(r["status"] == status for r in state["versions"]) for status in STATUSES}
-    return {
-        "registry": str(profile.registry_path),
-        "username": profile.username,
-        "mirrored_for_metahuman_os": (data.get("workbench") or {}).get("mirror_profile") == profile.username,
-        "original_base_model": state.get("original_base_model"),
-        "current_version": current["version"] if current else None,
-        "current_model": current["output_path"] if current else state.get("original_base_model"),
-        "previous_version": state["aliases"].get("previous"),
-        "versions": len(state["versions"]),
-        **{f"{status}_versions": count for status, count in counts.items()},
-    }
-
+from metahuman_lib.registry.mirror import (
+    _transaction,
+    lineage_base,
+    versioning,
+)
+from metahuman_lib.registry.store import (
+    DEFAULT_KEEP,
+    _abs,
+    _find,
+    _iso,
+    _move_current,
+    _profile_state,
+    _rel,
+    _require,
+    _version_key,
+    profile_state,
+    show,
+    utc_now,
+)
 
 HISTORY_COLUMNS = (
     "version", "status", "aliases", "parent_version", "run_label", "trained_at", "method",
@@ -537,11 +116,6 @@ def lineage(profile: Profile, version: int | None = None) -> list[dict[str, Any]
     chain.append({"version": None, "status": "original", "run_label": None,
                   "model": state.get("original_base_model"), "parent_version": None})
     return chain
-
-
-# --------------------------------------------------------------------------------------------
-# verifying a run folder
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -643,11 +217,6 @@ def _read_optional(path: Path) -> Any:
         return read_json(path)
     except (OSError, orjson.JSONDecodeError):
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# registering
-# --------------------------------------------------------------------------------------------
 
 
 def _run_label_of(profile: Profile, run_dir: Path) -> str:
@@ -877,21 +446,9 @@ def set_gguf_path(profile: Profile, version: int, gguf: Path, *, now: datetime) 
     return record
 
 
-# --------------------------------------------------------------------------------------------
-# promote, rollback, reset, prune
-# --------------------------------------------------------------------------------------------
-
-
 def _weights_present(profile: Profile, record: dict[str, Any]) -> bool:
     path = record.get("output_path")
     return bool(path) and not record.get("weights_pruned_at") and _abs(profile.root, path).exists()
-
-
-def _move_current(state: dict[str, Any], version: int | None) -> None:
-    aliases = state["aliases"]
-    if aliases.get("current") != version:
-        aliases["previous"] = aliases.get("current")
-        aliases["current"] = version
 
 
 def promote(profile: Profile, version: int, *, now: datetime, force: bool = False) -> dict[str, Any]:
@@ -1041,144 +598,6 @@ def prune(profile: Profile, *, keep: int = DEFAULT_KEEP, now: datetime, dry_run:
     return PruneResult(tuple(r["version"] for r in doomed), kept, freed, dry_run=False)
 
 
-# --------------------------------------------------------------------------------------------
-# MetaHuman OS import and the mirror profile
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    """What an import of a MetaHuman OS registry added, and what it had to correct."""
-
-    username: str
-    added: tuple[int, ...]
-    already_known: tuple[int, ...]
-    notes: tuple[str, ...]
-    current_version: int | None
-
-
-def _imported_record(profile: Profile, entry: dict[str, Any], now: datetime) -> tuple[dict[str, Any], list[str]]:
-    notes: list[str] = []
-    entry = dict(entry)
-    gguf = entry.get("gguf_path")
-    if gguf and not _abs(profile.root, gguf).exists():
-        notes.append(f"v{entry['version']}: gguf_path {gguf} was never written; dropped")
-        gguf = None
-    success = entry.get("training_success") is not False
-    output = entry.get("output_model_path")
-    if success and output and not _abs(profile.root, output).exists():
-        notes.append(f"v{entry['version']}: output {output} is not on disk")
-    record = {
-        "version": int(entry["version"]),
-        "status": "promoted" if success else "failed",
-        "parent_version": None,
-        "run_label": entry.get("run_label"),
-        "run_id": entry.get("run_id"),
-        "run_dir": None,
-        "registered_at": _iso(now),
-        "trained_at": entry.get("timestamp"),
-        "method": None,
-        "base_model": entry.get("base_model_used"),
-        "output_path": output if success else None,
-        "gguf_path": gguf,
-        "samples": {"train": entry.get("samples_trained")},
-        "mode_filter": entry.get("mode_filter"),
-        "evaluation": None,
-        "weights_pruned_at": None,
-        "imported": True,
-        "metahuman_os": entry,
-        "events": [{"at": _iso(now), "event": "imported_from_metahuman_os"}],
-    }
-    return record, notes
-
-
-def _link_parents(state: dict[str, Any]) -> None:
-    """An imported run's parent is the version whose output it was trained from."""
-    by_output = {r.get("output_path"): r["version"] for r in state["versions"] if r.get("output_path")}
-    for record in state["versions"]:
-        if record.get("imported") and record.get("parent_version") is None:
-            parent = by_output.get(record.get("base_model"))
-            if parent is not None and parent < record["version"]:
-                record["parent_version"] = parent
-
-
-def import_metahuman_os(profile: Profile, source: Path | None = None, *, now: datetime) -> ImportResult:
-    """Take a MetaHuman OS registry's lineage into this profile (the registry's own file by default).
-
-    Entries already known (same version and run label) are skipped, so importing again after
-    MetaHuman OS trained on its own only adds the new runs. A recorded ``gguf_path`` that was
-    never written is dropped (defect 9); ``current_base_model`` decides the ``current`` alias.
-    This profile becomes the one whose lineage the MetaHuman OS fields show.
-    """
-    path = profile.registry_path
-    source_data = load_registry(Path(source)) if source is not None else load_registry(path)
-    if not isinstance(source_data.get("training_history"), list) or "current_base_model" not in source_data:
-        raise RegistryError(f"{source or path} has no MetaHuman OS registry fields to import.")
-    with _locked(path):
-        data = load_registry(path)
-        section = _section(data)
-        if section.get("mirror_profile") not in (None, profile.username) and source is None:
-            raise RegistryError(
-                f"The MetaHuman OS fields of {path} belong to profile {section['mirror_profile']!r}; "
-                f"importing them into {profile.username!r} would mix lineages."
-            )
-        if source is not None or section.get("mirror_profile") not in (None, profile.username):
-            _check_drift(data, path)  # only importing the file's own fields may take their changes in
-        state = _profile_state(data, profile.username, create=True)
-        result = _merge_history(profile, state, source_data, now)
-        if section.get("mirror_profile") in (None, profile.username):
-            section["mirror_profile"] = profile.username
-            data["versioning"] = source_data.get("versioning") or data.get("versioning") or dict(DEFAULT_VERSIONING)
-        _refresh_mirror(data, profile.root)
-        _write_backup(path, now)
-        atomic_write_json(path, data)
-    return result
-
-
-def _merge_history(profile: Profile, state: dict[str, Any], source: dict[str, Any], now: datetime) -> ImportResult:
-    known = {(r["version"], r.get("run_label")) for r in state["versions"]}
-    taken = {r["version"] for r in state["versions"]}
-    added, skipped, notes = [], [], []
-    for entry in source["training_history"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("version"), int):
-            notes.append(f"skipped an entry without an integer version: {str(entry)[:80]}")
-            continue
-        if (entry["version"], entry.get("run_label")) in known:
-            skipped.append(entry["version"])
-            continue
-        if entry["version"] in taken:
-            raise RegistryError(
-                f"MetaHuman OS v{entry['version']} ({entry.get('run_label')}) clashes with a different "
-                f"v{entry['version']} of {profile.username!r}; restore a backup or rename the run."
-            )
-        record, record_notes = _imported_record(profile, entry, now)
-        state["versions"].append(record)
-        taken.add(record["version"])
-        added.append(record["version"])
-        notes += record_notes
-    if state.get("original_base_model") is None:
-        state["original_base_model"] = source.get("original_base_model")
-    _link_parents(state)
-    current = next((r for r in state["versions"] if r.get("output_path") == source.get("current_base_model")), None)
-    if current is not None and current["version"] in added:
-        _move_current(state, current["version"])
-    return ImportResult(profile.username, tuple(added), tuple(skipped), tuple(notes),
-                        state["aliases"].get("current"))
-
-
-def set_mirror_profile(profile: Profile, *, now: datetime) -> dict[str, Any]:
-    """Make this profile's lineage the one MetaHuman OS sees in the top-level fields."""
-    with _transaction(profile, now) as data:
-        _profile_state(data, profile.username, create=True)
-        _section(data)["mirror_profile"] = profile.username
-    return show(profile)
-
-
-# --------------------------------------------------------------------------------------------
-# the run lock
-# --------------------------------------------------------------------------------------------
-
-
 def _holder_path(profile: Profile) -> Path:
     return profile.lock_path.with_name(profile.lock_path.name + ".holder.json")
 
@@ -1263,10 +682,6 @@ def parse_version(value: str | int) -> int:
     return int(match.group(1))
 
 
-# --------------------------------------------------------------------------------------------
-# what the pipeline's registry step does (notebook 05)
-# --------------------------------------------------------------------------------------------
-
 ACTIONS = ("", "promote", "rollback", "reset", "prune")
 
 
@@ -1307,28 +722,6 @@ def register_and_promote(profile: Profile, run_dir: str | Path, *, now: datetime
     return {"registered": True, "version": record["version"], "status": record["status"],
             "promoted": promoted, "gate_passed": passed,
             "reasons": list((record.get("evaluation") or {}).get("reasons") or []), "notes": notes}
-
-
-def versioning(profile: Profile) -> dict[str, bool]:
-    """MetaHuman OS's ``versioning`` flags of the registry file, checked.
-
-    ``auto_update_base`` (a passing version becomes current) and ``keep_all_versions`` (false: older
-    weights are pruned after each promotion) are honoured; ``enabled: false`` is refused, since
-    every workbench run is a version.
-
-    Raises:
-        RegistryError: a flag is not true/false, or versioning is disabled.
-    """
-    data = load_registry(profile.registry_path)
-    flags = dict(DEFAULT_VERSIONING) | (data.get("versioning") or {})
-    for key in DEFAULT_VERSIONING:
-        if not isinstance(flags[key], bool):
-            raise RegistryError(f"versioning.{key} in {profile.registry_path} must be true or false, "
-                                f"got {flags[key]!r}.")
-    if not flags["enabled"]:
-        raise RegistryError(f"versioning.enabled is false in {profile.registry_path}: every workbench run "
-                            "registers a version, so it cannot run with versioning off; set it to true.")
-    return flags
 
 
 def apply_action(profile: Profile, action: str, *, now: datetime, version: int | None = None,
