@@ -212,7 +212,8 @@ def _template_loader() -> Any:
 
 
 def _prepare_outputs(nb: Any, memory: MemoryText | None) -> bool:
-    """Turn figures into static HTML, drop widget views and plotly.js loaders, redact memory text."""
+    """Turn figures into static HTML; drop widget views (and their reprs), progress bars and plotly.js
+    loaders; redact memory text."""
     has_plotly = False
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -230,7 +231,18 @@ def _prepare_outputs(nb: Any, memory: MemoryText | None) -> bool:
     return has_plotly
 
 
+_PROGRESS_LINE = re.compile(r"^.*\d+%\|.*\|.*$|^\s*$", re.MULTILINE)
+
+
 def _convert_output(output: Any) -> Any:
+    if output.get("output_type") == "stream" and output.get("name") == "stderr":
+        text = output.get("text", "")
+        text = "".join(text) if isinstance(text, list) else text
+        kept = [line for line in text.replace("\r", "\n").split("\n") if not _PROGRESS_LINE.fullmatch(line)]
+        if not kept:
+            return None  # download and progress bars: noise in a report
+        output.text = "\n".join(kept) + "\n"
+        return output
     data = output.get("data")
     if not data:
         return output
@@ -246,9 +258,7 @@ def _convert_output(output: Any) -> Any:
     if "get_plotlyjs" in text_html or ("plotly.js" in text_html and len(text_html) > 100_000):
         return None
     if WIDGET_MIME in data:
-        output.data = {k: v for k, v in data.items() if k != WIDGET_MIME}
-        if not output.data:
-            return None
+        return None  # an interactive control: its Python repr ("VBox(...)") means nothing on a page
     return output
 
 

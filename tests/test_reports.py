@@ -71,7 +71,7 @@ def test_export_is_offline_and_secret_free(tmp_path: Path, fake_key: str) -> Non
     assert fake_key not in page and SECRET_PLACEHOLDER in page
     assert fake_key not in notebook.read_text()
     assert MEMORY in page
-    assert "IntSlider(value=30)" in page
+    assert "IntSlider" not in page  # a widget's Python repr is no content for a reader
 
 
 def test_redacted_export_drops_memory_quotes_only(tmp_path: Path) -> None:
