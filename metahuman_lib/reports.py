@@ -26,6 +26,7 @@ import nbformat
 import orjson
 
 from metahuman_lib._io import atomic_write_bytes, read_json
+from metahuman_lib.display import rows as record_rows
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import list_run_dirs, read_manifest
@@ -584,7 +585,8 @@ def _summary_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], re
     if summary.get("error"):
         rows.append({"item": "stopped because", "value": summary["error"]})
     blocks = _get(cycle, "parameters", "blocks") or {}
-    params_rows = [{"block": name, "values": dict(values)} for name, values in blocks.items() if values]
+    params_rows = [{"parameter": key, "value": value} for name, values in blocks.items() if values
+                   for key, value in record_rows(values, name)]
     note = '<p class="note">Redacted report: outputs quoting memory text are removed.</p>' if redact else ""
     return ("<h2>Summary</h2>" + note + html_table(rows) + "<h2>Parameters</h2>" + html_table(params_rows)
             + f'<p class="note">flags: {html.escape(" ".join(_get(cycle, "parameters", "flags") or []) or "none")}'
