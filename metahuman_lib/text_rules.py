@@ -277,6 +277,8 @@ _NATIONAL_PHONE = re.compile(r"(?<![\w.,:/+-])\(?0\d{1,4}\)?(?:[ -]?\d{2,5}){1,3
 
 def _national_phones(text: str, counts: dict[str, int] | None) -> str:
     """Replace national-format numbers that ``phonenumbers`` finds valid in one of :data:`PHONE_REGIONS`."""
+    if _NATIONAL_PHONE.search(text) is None:
+        return text  # phonenumbers' numbering plans are loaded only for a candidate
     import phonenumbers
 
     def replace(match: re.Match[str]) -> str:
