@@ -321,6 +321,9 @@ font-weight:600}.skipped,.warn,.pending,.dry_run,.interrupted,.running{color:#9a
 .note{color:#57606a;font-size:.85rem}
 pre{white-space:pre-wrap;background:#f6f8fa;border:1px solid #d0d7de;padding:.5rem;font-size:.85rem}
 pre.completion{background:#dafbe1}
+.verdict{border:1px solid #d0d7de;border-left:6px solid #9a6700;padding:.4rem 1rem;margin:1rem 0;background:#f6f8fa}
+.verdict.promoted{border-left-color:#1a7f37}.verdict.rejected,.verdict.failed{border-left-color:#cf222e}
+.verdict .headline{font-size:1.1rem;font-weight:600}
 """
 
 
@@ -561,8 +564,9 @@ def write_run_report(run_dir: Path, *, redact: bool = False) -> Path:
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     summary = run_summary(run_dir)
-    sections = [_summary_section(summary, manifest, redact), _steps_section(manifest),
-                _gates_section(manifest), _cost_section(summary), _prompt_format_section(run_dir, redact)]
+    sections = [_verdict_card(summary, manifest), _summary_section(summary, manifest, redact),
+                _old_probe_section(run_dir), _steps_section(manifest), _gates_section(manifest),
+                _cost_section(summary), _prompt_format_section(run_dir, redact)]
     figures = run_figures(run_dir)
     if figures:
         sections.append("<h2>Charts</h2>" + "".join(figure_div(f) for f in figures))
@@ -570,6 +574,89 @@ def write_run_report(run_dir: Path, *, redact: bool = False) -> Path:
     target = run_dir / "report.html"
     atomic_write_bytes(target, scrub_secrets(page).encode("utf-8"))
     return target
+
+
+def _percent_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
+
+
+def verdict(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The run in one sentence, and what to do next: ``(css class, headline, next step)``."""
+    cycle = manifest.get("cycle", {})
+    username = cycle.get("username") or "USER"
+    version = summary.get("version")
+    status, registry_status = summary.get("status"), summary.get("registry_status")
+    learned = f"recent loss {_percent_text(None if summary.get('learning') is None else -summary['learning'])}"
+    forgot = f"old probe {_percent_text(summary.get('forgetting'))}"
+    limit = _get(cycle, "parameters", "blocks", "gate", "max_old_worsening")
+    if limit is not None:
+        forgot += f" (limit +{float(limit):g}%)"
+    samples = (f"{int(summary['recent_samples']):,} new + {int(summary['old_samples']):,} replayed"
+               if summary.get("recent_samples") is not None and summary.get("old_samples") is not None
+               else f"{int(summary['train_samples'] or 0):,} samples")
+    cost = summary.get("cost_actual")
+    cost_text = f"${cost:.2f}" if cost is not None else "cost not recorded"
+    if summary.get("cloud_estimate") is not None and summary.get("cloud_gpu"):
+        cost_text += f" (about ${summary['cloud_estimate']:.2f} on a {summary['cloud_gpu']})"
+    if status == "succeeded" and registry_status == "promoted":
+        head = f"v{version} promoted: {learned}, {forgot}, {samples}, {cost_text}."
+        return "promoted", head, (f"Next: metahuman registry ollama --username {username}; the next monthly run "
+                                  f"around {_next_month(summary.get('date'))}.")
+    if status == "succeeded" and registry_status == "smoke_test":
+        return "warn", f"v{version} trained as a smoke test: {learned}, {forgot}, {samples}.", \
+            "Next: collect more memories; a smoke test never becomes current."
+    if status == "succeeded" and registry_status:
+        reasons = " ".join(_get(manifest, "evaluation", "reasons") or [])
+        return "rejected", f"v{version} {registry_status}: {learned}, {forgot}, {samples}. {reasons}".strip(), \
+            "Next: the current version stays in use; more replayed old samples (--old-samples) reduce forgetting."
+    if status == "dry_run":
+        return "warn", f"Dry run: {samples} selected, nothing trained.", "Next: run again without --dry-run."
+    if status == "refused":
+        return "rejected", f"Run refused by a gate: {summary.get('error')}", \
+            "Next: the next run starts fresh once there are enough memories (or use --smoke-test)."
+    if status in ("failed", "interrupted"):
+        return "failed", f"Run {status}: {summary.get('error')}", \
+            (f"Next: fix the cause, then metahuman fine-tune-cycle --username {username} --resume "
+             f"{summary.get('run_dir')}")
+    return "warn", f"Run {status}.", ""
+
+
+def _next_month(date: Any) -> str:
+    from datetime import datetime, timedelta
+
+    try:
+        moment = datetime.fromisoformat(str(date))
+    except ValueError:
+        return "a month from now"
+    return f"{moment + timedelta(days=30):%Y-%m-%d}"
+
+
+def _verdict_card(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+    css, head, next_step = verdict(summary, manifest)
+    return (f'<div class="verdict {css}"><p class="headline">{html.escape(head)}</p>'
+            f'<p>{html.escape(next_step)}</p></div>')
+
+
+def old_probe_by_month(run_dir: Path) -> list[dict[str, Any]]:
+    """The old probe's loss per month before and after training: the forgetting the monthly
+    strategy exists to prevent, month by month."""
+    metrics = _metrics(Path(run_dir))
+    before = _get(metrics, "before", "eval_old", "by_month") or {}
+    after = _get(metrics, "after", "eval_old", "by_month") or {}
+    rows = []
+    for month in sorted(set(before) | set(after)):
+        b, a = _number(_get(before, month, "loss")), _number(_get(after, month, "loss"))
+        rows.append({"month": month, "samples": _get(before, month, "samples"), "loss before": b,
+                     "loss after": a, "change": _percent_text(_delta(b, a, sign=1))})
+    return rows
+
+
+def _old_probe_section(run_dir: Path) -> str:
+    rows = old_probe_by_month(run_dir)
+    if not rows:
+        return ""
+    return ("<h2>Old probe per month</h2><p class=\"note\">Loss on held-out samples of earlier months, before "
+            "and after this run: a rise means the model forgot that month.</p>" + html_table(rows))
 
 
 def _summary_section(summary: Mapping[str, Any], manifest: Mapping[str, Any], redact: bool) -> str:
@@ -669,7 +756,7 @@ def _cost_section(summary: Mapping[str, Any]) -> str:
 
 
 def run_figures(run_dir: Path) -> list[Any]:
-    """The run's charts: training loss per step, and eval losses before vs after."""
+    """The run's charts: training loss per step, the old probe per month, and eval losses before vs after."""
     import plotly.graph_objects as go
 
     figures = []
@@ -682,6 +769,14 @@ def run_figures(run_dir: Path) -> list[Any]:
             figures.append(go.Figure(go.Scatter(x=steps, y=[r["loss"] for r in rows], mode="lines+markers"),
                                      layout={"title": "Training loss", "xaxis_title": "step",
                                              "yaxis_title": "loss", "height": 360}))
+    months = old_probe_by_month(run_dir)
+    if months:
+        fig = go.Figure(layout={"title": "Old probe loss per month, before and after", "barmode": "group",
+                                "height": 360, "xaxis": {"type": "category", "title": "month"},
+                                "yaxis_title": "loss"})
+        for when in ("before", "after"):
+            fig.add_bar(name=when, x=[r["month"] for r in months], y=[r[f"loss {when}"] for r in months])
+        figures.append(fig)
     metrics = _metrics(run_dir)
     splits = [s for s in ("eval_recent", "eval_old", "train_sample") if _get(metrics, "before", s, "loss") is not None]
     if splits:

@@ -44,7 +44,7 @@ def test_step_03_checks_success_before_reading_any_result():
 
     notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "03_training_launch.ipynb").read_text())
     code = ["".join(c["source"]).strip() for c in notebook["cells"] if c["cell_type"] == "code"]
-    gate = code.index("tl.require_success(plan.run_dir)")
+    gate = code.index("table(tl.require_success(plan.run_dir))")
     assert code[gate - 1].startswith("status = tl.follow(")
     assert all("plan.run_dir" not in cell or "require_success" in cell for cell in code[:gate])
 
