@@ -171,8 +171,10 @@ def export_notebook_html(notebook: Path, target: Path, *, redact: bool = False,
                          run_dir: Path | None = None, memory: MemoryText | None = None) -> Path:
     """Export an executed notebook to one self-contained HTML file.
 
-    Plotly figures become static ``<div>``s drawn by the one embedded plotly.js; widget views
-    fall back to their text; with ``redact`` every output quoting memory text is removed.
+    The page shows the notebook's text and results, not its code (the executed notebook beside it
+    keeps the code). Plotly figures become static ``<div>``s drawn by the one embedded plotly.js;
+    widget views and progress bars are left out; with ``redact`` every output quoting memory text
+    is removed.
     The executed notebook itself is rewritten when it holds a secret.
     """
     from nbconvert import HTMLExporter
@@ -184,8 +186,10 @@ def export_notebook_html(notebook: Path, target: Path, *, redact: bool = False,
         memory = memory_text_index(run_memory_texts(run_dir, _run_profile(run_dir)) if run_dir else [])
     nb.metadata.pop("widgets", None)  # live widget state (megabytes of JS) cannot run offline
     has_plotly = _prepare_outputs(nb, memory if redact else None)
+    # a step report is for reading results: the code that made them stays in the executed notebook
     exporter = HTMLExporter(template_name="lab", extra_loaders=[_template_loader()],
-                            template_file="offline.html.j2", embed_images=True)
+                            template_file="offline.html.j2", embed_images=True, exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
     resources = {"metadata": {"name": Path(notebook).stem},
                  "plotly_script": plotly_script() if has_plotly else ""}
     body, _ = exporter.from_notebook_node(nb, resources=resources)

@@ -16,6 +16,7 @@ class PageResult:
     errors: list[str]
     external_requests: list[str]
     text: str
+    visible: str = ""
 
 
 def open_report(path: Path) -> PageResult:
@@ -41,6 +42,7 @@ def open_report(path: Path) -> PageResult:
                 errors=errors,
                 external_requests=external,
                 text=page.content(),
+                visible=page.inner_text("body"),
             )
         finally:
             browser.close()

@@ -102,6 +102,26 @@ def test_reports_draw_offline_in_chromium(demo: tuple[Profile, list[CycleResult]
         assert seen.plots >= 1 and seen.drawn_svgs >= seen.plots, page
 
 
+OBJECT_DUMP = re.compile(r"\b[A-Z][A-Za-z]+\((?:[a-z_]+=|children=)|PosixPath\(|^\{['\"][a-z_]+['\"]: ", re.MULTILINE)
+
+
+@pytest.mark.browser
+def test_a_reader_sees_tables_and_charts_never_object_dumps(demo: tuple[Profile, list[CycleResult]]) -> None:
+    from _helpers_browser import open_report
+
+    _, results = demo
+    run = results[-1]
+    for page in [run.report, run.index, *sorted((run.run_dir / "reports").glob("*.html"))]:
+        seen = open_report(page)
+        assert not OBJECT_DUMP.findall(seen.visible), (page, OBJECT_DUMP.findall(seen.visible)[:3])
+    report = open_report(run.report)
+    assert report.plots >= 3 and report.drawn_svgs >= report.plots
+    assert "Old probe loss per month, before and after" in report.visible
+    assert "Old probe per month" in report.visible
+    first_line = report.visible.split("\n", 2)[1] if "\n" in report.visible else report.visible
+    assert re.search(r"v\d+ (promoted|rejected|candidate)|Run (failed|refused)", report.visible), first_line
+
+
 def test_no_secret_in_any_output(demo: tuple[Profile, list[CycleResult]]) -> None:
     profile, _ = demo
     leaks = [path for path in profile.root.rglob("*") if path.is_file() and path.stat().st_size < 200_000_000
