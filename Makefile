@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_ROOT ?= demo-root
 
-.PHONY: venv system-deps test demo bench lint clean
+.PHONY: venv system-deps test demo lab bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: venv system-deps
 
 demo: venv
 	$(VENV)/bin/metahuman demo --root $(DEMO_ROOT)
+
+# JupyterLab on the notebooks: METAHUMAN_ROOT when set, else the demo root (its profile written first).
+lab: venv
+	@if [ -z "$$METAHUMAN_ROOT" ]; then $(VENV)/bin/metahuman demo-profile --root $(DEMO_ROOT) >/dev/null 2>&1 || true; fi
+	METAHUMAN_ROOT="$${METAHUMAN_ROOT:-$(abspath $(DEMO_ROOT))}" $(VENV)/bin/jupyter lab --notebook-dir notebooks
 
 bench: venv
 	for script in benchmarks/[!_]*.py; do $(PY) $$script || exit 1; done
