@@ -27,7 +27,8 @@ demo: venv
 # JupyterLab on the notebooks: METAHUMAN_ROOT when set, else the demo root (its profile written first).
 lab: venv
 	@if [ -z "$$METAHUMAN_ROOT" ]; then $(VENV)/bin/metahuman demo-profile --root $(DEMO_ROOT) >/dev/null 2>&1 || true; fi
-	METAHUMAN_ROOT="$${METAHUMAN_ROOT:-$(abspath $(DEMO_ROOT))}" $(VENV)/bin/jupyter lab --notebook-dir notebooks
+	METAHUMAN_ROOT="$${METAHUMAN_ROOT:-$(abspath $(DEMO_ROOT))}" $(VENV)/bin/jupyter lab --notebook-dir notebooks \
+		$$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 bench: venv
 	for script in benchmarks/[!_]*.py; do $(PY) $$script || exit 1; done
