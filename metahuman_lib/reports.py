@@ -322,7 +322,7 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;pad
 text-align:left;font-size:.9rem}th{background:#f6f8fa}
 .succeeded,.pass,.promoted{color:#1a7f37;font-weight:600}.failed,.fail,.rejected,.refused{color:#cf222e;
 font-weight:600}.skipped,.warn,.pending,.dry_run,.interrupted,.running{color:#9a6700;font-weight:600}
-.note{color:#57606a;font-size:.85rem}
+.note{color:#57606a;font-size:.85rem}.good{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
 pre{white-space:pre-wrap;background:#f6f8fa;border:1px solid #d0d7de;padding:.5rem;font-size:.85rem}
 pre.completion{background:#dafbe1}
 .verdict{border:1px solid #d0d7de;border-left:6px solid #9a6700;padding:.4rem 1rem;margin:1rem 0;background:#f6f8fa}
@@ -809,7 +809,8 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
             if report.is_file() else summary["run"]
         rows.append({"run": link, "date": str(summary["date"])[:10], "kind": summary["kind"],
                      "status": summary["status"], "samples": summary["train_samples"],
-                     "learning": _percent(summary["learning"]), "forgetting": _percent(summary["forgetting"]),
+                     "learning": _percent(summary["learning"]),
+                     "old-probe change": _good_or_bad(summary["forgetting"]),
                      "gate": summary["gate"], "version": summary["version"],
                      "cost (USD)": cost, "cumulative (USD)": round(cumulative, 4),
                      "RunPod estimate (USD)": summary.get("cloud_estimate")})
@@ -820,6 +821,7 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
                  "Learning = drop of the held-out recent loss; forgetting = rise of the old-probe loss "
                  "(both relative to the model the run started from).</p>"),
                 "<h2>Runs</h2>" + html_table(rows),
+                "<h2>What changed against the run before</h2>" + html_table(parameter_changes(summaries)),
                 "<h2>Cost</h2>" + html_table([{"cumulative (USD)": round(cumulative, 4),
                                                "projected annual (USD)": annual,
                                                "projected annual on RunPod (USD)": annual_cloud}])]
@@ -837,8 +839,31 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value * 100:+.1f}%"
 
 
+def _good_or_bad(forgetting: float | None) -> Any:
+    """The old-probe change, green when the model kept (or improved) its old months, red when it forgot."""
+    if forgetting is None:
+        return None
+    css = "good" if forgetting <= 0 else "bad"
+    return RawHtml(f'<span class="{css}">{html.escape(_percent(forgetting) or "")}</span>')
+
+
+def parameter_changes(summaries: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per run, the parameters that differ from the run before it (``key: old -> new``)."""
+    out, previous = [], None
+    for summary in summaries:
+        blocks = _get(read_manifest(Path(summary["run_dir"])).get("cycle", {}), "parameters", "blocks") or {}
+        current = dict(record_rows(blocks))
+        if previous is not None:
+            changed = [f"{key}: {previous.get(key, '—')} → {current.get(key, '—')}"
+                       for key in sorted(set(previous) | set(current)) if previous.get(key) != current.get(key)]
+            out.append({"run": summary["run"], "changes": "; ".join(changed) or "none"})
+        previous = current
+    return out
+
+
 def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
-    """Dataset size, learning vs forgetting, and cost per run (with the cumulative cost)."""
+    """Dataset size, learning vs forgetting, the losses of each version, the training curves
+    overlaid, and cost per run (with the cumulative cost)."""
     import plotly.graph_objects as go
 
     if not summaries:
@@ -863,5 +888,22 @@ def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
     money = go.Figure(layout={"title": "Cost per run and cumulative (USD)", "height": 340})
     money.add_bar(name="per run", x=labels, y=costs)
     money.add_scatter(name="cumulative", x=labels, y=cumulative, mode="lines+markers")
-    return [size, quality, money]
+    versions = go.Figure(layout={"title": "Recent and old-probe loss of each version (after its run)",
+                                 "height": 340, "xaxis": {"type": "category"}})
+    named = [f"v{s['version']} ({str(s['date'])[:10]})" if s.get("version") else labels[i]
+             for i, s in enumerate(summaries)]
+    versions.add_scatter(name="recent loss", x=named, y=[s.get("recent_loss_after") for s in summaries],
+                         mode="lines+markers")
+    versions.add_scatter(name="old-probe loss", x=named, y=[s.get("old_loss_after") for s in summaries],
+                         mode="lines+markers")
+    curves = go.Figure(layout={"title": "Training loss of each run", "height": 340,
+                               "xaxis_title": "step", "yaxis_title": "loss"})
+    for name, summary in zip(named, summaries, strict=True):
+        log = Path(summary["run_dir"]) / "train_log.jsonl"
+        points = [r for r in (_json_line(x) for x in log.read_bytes().splitlines() if x.strip())
+                  if isinstance(r, dict) and "loss" in r] if log.is_file() else []
+        if points:
+            curves.add_scatter(name=name, x=[r.get("step") for r in points], y=[r["loss"] for r in points],
+                               mode="lines")
+    return [size, quality, versions, curves, money]
 

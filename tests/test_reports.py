@@ -172,7 +172,9 @@ def test_run_report_and_index(two_runs: tuple[Profile, Path, Path], fake_key: st
     write_run_report(first)
     index = write_index(profile).read_text()
     assert "../fine-tuned-models/2025-10-31/2025-10-31-000000-aaaaaa/report.html" in index
-    assert "+20.0%" in index and "+1.0%" in index
+    assert "+20.0%" in index and '<span class="bad">+1.0%</span>' in index  # the old probe rose: forgetting
+    assert "What changed against the run before" in index and "Training loss of each run" in index
+    assert "Recent and old-probe loss of each version" in index
     assert ">26<" in index.replace(" ", "")  # projected annual: 4 + 11 x 2
     assert not re.search(r"<script[^>]*\bsrc=", index) and fake_key not in index
 
