@@ -410,13 +410,35 @@ def conclude(run_dir: Path | str, decision: GateDecision | None, *, now: datetim
     """
     if decision is None:
         return "Nothing to evaluate yet: this profile has no run with a metrics.json."
-    summary = ("Gate passed: the candidate may be promoted." if decision.passed else
-               "Gate rejected the candidate: " + " ".join(decision.reasons))
+    summary = verdict(decision, run_dir)
     if run_dir:
         _record(Path(run_dir), decision, now)
     if fail_on_reject and not decision.passed:
         raise GateRefused(summary)
     return summary
+
+
+def verdict(decision: GateDecision, run_dir: Path | str | None = None) -> str:
+    """The decision at a glance, with the figures a person checks first and what happens next."""
+    figures = decision.figures
+    limit = float((figures.get("config") or {}).get("max_old_worsening", 0.02)) * 100
+    parts = []
+    if figures.get("recent_change_pct") is not None:
+        parts.append(f"recent loss {figures['recent_change_pct']:+.1f}%")
+    if figures.get("old_change_pct") is not None:
+        parts.append(f"old probe {figures['old_change_pct']:+.1f}% (limit +{limit:g}%)")
+    counts = {}
+    if run_dir and (Path(run_dir) / "manifest.json").is_file():
+        from metahuman_lib.runfolder import read_manifest
+
+        counts = (read_manifest(Path(run_dir)).get("selection") or {}).get("counts") or {}
+    if counts.get("recent_selected") is not None and counts.get("old_selected") is not None:
+        parts.append(f"{counts['recent_selected']:,} new + {counts['old_selected']:,} replayed samples")
+    figures_text = ", ".join(parts)
+    if decision.passed:
+        return f"Gate passed: {figures_text}. The registry step makes the candidate current."
+    return (f"Gate rejected the candidate: {figures_text}. " + " ".join(decision.reasons)
+            + " The current version stays in use.")
 
 
 def _record(run_dir: Path, decision: GateDecision, now: datetime) -> None:

@@ -127,13 +127,16 @@ def test_evaluate_run_reads_generations_and_real_answers(run: Path) -> None:
 def test_conclude_records_in_the_manifest_and_rejection_is_a_normal_outcome(run: Path) -> None:
     rejected = decide(metrics(recent=(2.0, 2.1)))
     summary = evaluation.conclude(run, rejected, now=T0)
-    assert summary.startswith("Gate rejected the candidate: Recent loss did not improve")
+    assert summary.startswith("Gate rejected the candidate: recent loss +5.0%, old probe ")
+    assert "Recent loss did not improve" in summary and summary.endswith("The current version stays in use.")
     section = orjson.loads((run / "manifest.json").read_bytes())["evaluation"]
     assert section["passed"] is False and section["decided_at"] == "2026-01-01T12:00:00Z"
     assert section["checks"][0]["name"] == "learning"
-    with pytest.raises(PipelineStepError, match=r"Gate rejected the candidate: Recent loss did not improve"):
+    with pytest.raises(PipelineStepError, match=r"Gate rejected the candidate: .*Recent loss did not improve"):
         evaluation.conclude(run, rejected, now=T0, fail_on_reject=True)
-    assert evaluation.conclude("", decide(metrics()), now=T0) == "Gate passed: the candidate may be promoted."
+    passed = evaluation.conclude("", decide(metrics()), now=T0)
+    assert passed.startswith("Gate passed: recent loss -") and "(limit +2%)" in passed
+    assert passed.endswith("The registry step makes the candidate current.")
 
 
 def test_load_metrics_errors(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_evaluation_then_registry_inside_runs(profile: Profile, tmp_path: Path) 
     good = make_run(profile, 1)
     book = execute("04_evaluation.ipynb", tmp_path, username="tester", root=str(profile.root),
                    run_dir=str(good), now=NOW)
-    assert "Gate passed: the candidate may be promoted." in outputs_text(book)
+    assert "Gate passed: recent loss" in outputs_text(book)
     assert manifest(good)["evaluation"]["passed"] is True
     assert manifest(good)["evaluation"]["decided_at"] == NOW
 
