@@ -220,6 +220,10 @@ class SelectionControls(widgets.VBox):
                                       continuous_update=False)
         self.old = widgets.IntSlider(value=min(strategy.old_samples, max(len(samples), 1)), min=0,
                                      max=max(len(samples), 1), description="old samples", continuous_update=False)
+        # a number box beside the slider, for an exact count; both are bounded by the old pool
+        self.old_box = widgets.BoundedIntText(value=self.old.value, min=0, max=self.old.max,
+                                              layout=widgets.Layout(width="8em"))
+        widgets.link((self.old, "value"), (self.old_box, "value"))
         self.mode = widgets.Dropdown(options=[_ALL_MODES, *MODES], value=strategy.mode or _ALL_MODES,
                                      description="mode")
         self.max = widgets.Text(value="" if strategy.max_samples is None else str(strategy.max_samples),
@@ -239,8 +243,9 @@ class SelectionControls(widgets.VBox):
             control.observe(self._changed, names="value")
         chart = widgets.Box([self.figure])
         chart.add_class("mh-coverage")
-        super().__init__([self.foundation, self.days, self.old, self.mode, self.max, self.seed, self.sampling,
-                          self.preview, chart])
+        self.old_box.add_class("mh-old-box")
+        super().__init__([self.foundation, self.days, widgets.HBox([self.old, self.old_box]), self.mode, self.max,
+                          self.seed, self.sampling, self.preview, chart])
 
     def current_strategy(self) -> Strategy:
         """The strategy the controls describe now."""
@@ -257,6 +262,9 @@ class SelectionControls(widgets.VBox):
         self.strategy = self.current_strategy()
         self.selection = select(self._samples, self.strategy, self._now, int(self.seed.value),
                                 old_probe_ids=self._probe)
+        pool = max(int(self.selection.counts.old_available), 1)
+        if self.old.max != pool:  # the slider reaches the old pool of this window, not every sample
+            self.old_box.max = self.old.max = pool
         self.preview.value = preview_html(self.selection)
         return coverage_table(self._samples, self.selection)
 

@@ -82,3 +82,13 @@ def test_controls_follow_the_sliders(samples):
     assert controls.current_strategy().old_sampling == "uniform"
     controls.sampling.value = "stratified"
     assert controls.selection.strategy.old_sampling == "stratified"
+
+
+def test_the_old_samples_slider_is_bounded_by_the_old_pool_with_a_number_box(samples):
+    controls = selection_controls(samples, load_strategy("monthly").with_overrides(old_samples=100), NOW, 3)
+    pool = controls.selection.counts.old_available
+    assert controls.old.max == pool < len(samples) and controls.old_box.max == pool
+    controls.old_box.value = 150
+    assert controls.old.value == 150 and controls.selection.counts.old_selected == 150
+    controls.days.value = 90  # a longer recent window leaves fewer old samples
+    assert controls.old.max == controls.selection.counts.old_available < pool
