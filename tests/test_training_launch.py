@@ -5,7 +5,6 @@ import sys
 import nbformat
 import pytest
 
-from metahuman_lib._io import read_json
 from metahuman_lib.errors import PipelineStepError
 from metahuman_lib.training import launch as tl
 from metahuman_lib.training.config import TrainConfig, read_train_config, write_train_config
@@ -71,16 +70,18 @@ def test_notebook_is_committed_clean_with_parameters_first():
 def test_notebook_runs_a_demo_training_end_to_end(demo_root, tmp_path):
     output = tmp_path / "out.ipynb"
     command = [sys.executable, "-m", "papermill", NOTEBOOK, str(output), "-p", "root", str(demo_root), "-p", "epochs", "1",
-               "--cwd", str(tmp_path), "--execution-timeout", "300"]
+               "-p", "demo", "True", "--cwd", str(tmp_path), "--execution-timeout", "300"]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the demo run folder lands in tmp_path
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
-    text = output.read_text()
-    assert "No run_dir given: built a demo run in" in text
-    assert "state='succeeded'" in text
-    run_dir = text.split("built a demo run in ")[1].split(" ")[0]
-    metrics = read_json(os.path.join(run_dir, "metrics.json"))
-    assert metrics["after"]["eval_recent"]["loss"] < metrics["before"]["eval_recent"]["loss"]
+    book = nbformat.read(output, as_version=4)
+    text = "\n".join(str(out.get("text", "")) + str(out.get("data", {}).get("text/plain", ""))
+                     for cell in book.cells if cell.cell_type == "code" for out in cell.get("outputs", []))
+    assert "Demo run in " in text and "succeeded" in text and "JobStatus(" not in text
+    run_dir = text.split("Demo run in ")[1].split(" ")[0]
+    assert not os.path.exists(run_dir)  # the temporary demo folder went with the kernel
+    metrics = next(line.split() for line in text.splitlines() if line.startswith("eval_recent "))
+    assert float(metrics[3]) < float(metrics[2])  # loss after < loss before
 
 
 def test_cli_train_cost(tmp_path, capsys):
@@ -110,3 +111,17 @@ def test_cli_train_cancel_marks_a_run_that_is_not_running(tmp_path, capsys):
     write_train_config(tmp_path, TrainConfig())
     assert main(["train", str(tmp_path), "--cancel"]) == 0
     assert capsys.readouterr().out.strip().endswith(": cancelled (cancelled) step 0/0")
+
+
+def test_an_empty_run_dir_means_the_profiles_newest_run(tmp_path):
+    from metahuman_lib.profile import Profile
+
+    profile = Profile(tmp_path / "root", "tester")
+    older, newer = (profile.run_dir(label) for label in ("2025-10-31-000000-aaaaaa", "2025-11-30-000000-bbbbbb"))
+    for run in (older, newer):
+        run.mkdir(parents=True)
+        (run / "dataset.jsonl").write_text("")
+        (run / "manifest.json").write_text("{}")
+        write_train_config(run, TrainConfig(base_model="Qwen/Qwen3-14B"))
+    plan = tl.prepare_launch("", username="tester", root=profile.root)
+    assert plan.run_dir == newer and not plan.demo

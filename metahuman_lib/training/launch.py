@@ -9,6 +9,8 @@ laptop CPU in about a minute.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,11 +53,14 @@ class LaunchPlan:
 
 def prepare_launch(run_dir: str | Path, *, username: str, root: str | Path | None, base_model: str = "",
                    overrides: dict[str, Any] | None = None, seed: int = 0, now: datetime | None = None,
-                   work_dir: str | Path | None = None) -> LaunchPlan:
-    """Write ``train_config.json`` for a run folder, or build a demo run when ``run_dir`` is empty.
+                   work_dir: str | Path | None = None, demo: bool = False) -> LaunchPlan:
+    """Write ``train_config.json`` for a run folder: the one given, else the profile's newest run;
+    a demo run when asked (``demo``) or when the profile has no run yet.
 
     Args:
-        run_dir: the run folder prepared by selection; empty for a demo run in ``work_dir``.
+        run_dir: the run folder prepared by selection; empty for the profile's newest run.
+        demo: build a small demo run in ``work_dir`` (a temporary folder removed when the kernel
+            exits) instead of using a run of the profile.
         username, root: the profile (the demo profile is written on first use).
         base_model: a Hugging Face id or local path; empty keeps the run's (or, for a demo, builds
             the tiny model).
@@ -65,6 +70,8 @@ def prepare_launch(run_dir: str | Path, *, username: str, root: str | Path | Non
         work_dir: where a demo run goes (default: a new temporary folder).
     """
     overrides = dict(overrides or {})
+    if not str(run_dir) and not demo:
+        run_dir = newest_run(username, root) or ""
     if not str(run_dir):
         return _prepare_demo(username, root, base_model, overrides, seed, now, work_dir)
     run_dir = Path(run_dir)
@@ -73,6 +80,16 @@ def prepare_launch(run_dir: str | Path, *, username: str, root: str | Path | Non
     config = TrainConfig.from_dict(settings)
     write_train_config(run_dir, config)
     return LaunchPlan(run_dir, config, False, f"Run folder {run_dir} with {config.method} on {config.base_model}.")
+
+
+def newest_run(username: str, root: str | Path | None) -> Path | None:
+    """The profile's newest run folder that has a dataset to train on, or None."""
+    from metahuman_lib.profile import Profile
+    from metahuman_lib.runfolder import list_run_dirs
+
+    runs = [run for run in list_run_dirs(Profile.open(username, str(root or "") or None))
+            if (run / "dataset.jsonl").is_file()]
+    return runs[-1] if runs else None
 
 
 def _prepare_demo(username: str, root: str | Path | None, base_model: str, overrides: dict[str, Any],
@@ -85,7 +102,11 @@ def _prepare_demo(username: str, root: str | Path | None, base_model: str, overr
         sample_texts,
     )
 
-    folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="metahuman-train-demo-"))
+    if work_dir:
+        folder = Path(work_dir)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="metahuman-train-demo-"))
+        atexit.register(shutil.rmtree, folder, True)  # a demo run is gone when the kernel exits
     samples = demo_samples(sum(DEMO_SIZES.values()), seed=seed, end=now or DEMO_END)
     if not base_model:
         model_dir = folder / "tiny-model"
@@ -100,8 +121,8 @@ def _prepare_demo(username: str, root: str | Path | None, base_model: str, overr
     write_samples_jsonl(samples.iloc[old + train :], run_dir / "eval_recent.jsonl")
     config = TrainConfig.from_dict({**DEMO_TRAINING, "seed": seed, **overrides, "base_model": base_model})
     write_train_config(run_dir, config)
-    note = (f"No run_dir given: built a demo run in {run_dir} (synthetic demo samples; the tiny model's "
-            f"tokenizer is trained on profile {username!r}). Selection writes real run folders.")
+    note = (f"Demo run in {run_dir} (synthetic demo samples; the tiny model's tokenizer is trained on "
+            f"profile {username!r}); the folder is removed when the kernel exits. Selection writes real run folders.")
     return LaunchPlan(run_dir, config, True, note)
 
 
@@ -139,9 +160,22 @@ def projected_cost(plan: LaunchPlan, gpus: list[str] | tuple[str, ...] = (),
     return pd.DataFrame(rows).set_index("gpu") if rows else pd.DataFrame(rows)
 
 
+_RUNNERS: dict[str, Any] = {}
+
+
+def _runner(backend: str, **options: Any) -> Any:
+    """One backend per name for the notebook's session, so the process that launched a trainer is
+    the one that waits for it (no zombie trainer left behind)."""
+    if options:
+        return get_backend(backend, **options)
+    if backend not in _RUNNERS:
+        _RUNNERS[backend] = get_backend(backend)
+    return _RUNNERS[backend]
+
+
 def launch(plan: LaunchPlan, backend: str = "local", **options: Any) -> JobStatus:
     """Start (or re-attach to) the trainer for the plan's run folder."""
-    return get_backend(backend, **options).launch(plan.run_dir)
+    return _runner(backend, **options).launch(plan.run_dir)
 
 
 def follow(plan: LaunchPlan, backend: str = "local", *, poll_s: float = 1.0, timeout_s: float | None = None,
@@ -150,7 +184,7 @@ def follow(plan: LaunchPlan, backend: str = "local", *, poll_s: float = 1.0, tim
     import ipywidgets as widgets
     from IPython.display import display
 
-    runner = get_backend(backend, **options)
+    runner = _runner(backend, **options)
     bar = widgets.IntProgress(value=0, min=0, max=1, description="training")
     label = widgets.HTML()
     display(widgets.VBox([bar, label]))
