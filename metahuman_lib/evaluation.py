@@ -394,9 +394,21 @@ def decision_table(decision: GateDecision | None) -> pd.DataFrame:
     return pd.DataFrame([asdict(c) for c in checks], columns=["name", "passed", "detail"])
 
 
-def side_by_side(run_dir: Path | None, limit: int = 10) -> pd.DataFrame:
-    """Prompts with the person's real answer and the parent's and candidate's answers."""
-    return load_generations(run_dir).head(limit)
+#: Below this many parameters a model is a test fixture: its answers show the plumbing, not a persona.
+TOY_PARAMETERS = 100_000_000
+
+
+def side_by_side(run_dir: Path | None, limit: int = 10) -> Any:
+    """Prompts with the person's real answer and the parent's and candidate's answers; captioned when
+    the model is a toy (the demo's tiny model), whose answers are not meant to read well."""
+    table = load_generations(run_dir).head(limit)
+    effective = Path(run_dir) / "effective_config.json" if run_dir else None
+    total = (read_json(effective) or {}).get("total_parameters") if effective and effective.is_file() else None
+    if isinstance(total, int) and total < TOY_PARAMETERS:
+        return table.style.set_caption(
+            f"The model is a toy ({total:,} parameters, the demo's test model): these answers show that "
+            "training and generation work, not how a real model of the person would sound.")
+    return table
 
 
 def conclude(run_dir: Path | str, decision: GateDecision | None, *, now: datetime,

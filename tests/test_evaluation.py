@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import orjson
+import pandas as pd
 import pytest
 from _helpers_registry import T0, make_run, metrics
 
@@ -163,3 +164,11 @@ def test_exploring_a_profile_without_runs_shows_empty_views() -> None:
     assert evaluation.evaluate_run(None) is None and evaluation.decision_table(None).empty
     assert evaluation.conclude("", None, now=T0) == (
         "Nothing to evaluate yet: this profile has no run with a metrics.json.")
+
+
+def test_a_toy_models_answers_say_so(run: Path) -> None:
+    (run / "effective_config.json").write_text('{"total_parameters": 84000}')
+    shown = evaluation.side_by_side(run)
+    assert "The model is a toy (84,000 parameters" in shown.to_html()
+    (run / "effective_config.json").write_text('{"total_parameters": 8000000000}')
+    assert isinstance(evaluation.side_by_side(run), pd.DataFrame)
