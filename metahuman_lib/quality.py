@@ -32,7 +32,7 @@ from metahuman_lib.curation import (
 from metahuman_lib.errors import ConfigError, GateRefused
 from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
-from metahuman_lib.runfolder import update_manifest, utc_now_iso
+from metahuman_lib.runfolder import list_run_dirs, read_manifest, update_manifest, utc_now_iso
 from metahuman_lib.text_rules import SCRUB_KINDS, count_words, texts_with_filler
 
 SHORT_MAX_WORDS = 40
@@ -563,6 +563,18 @@ def drop_reasons_table(result: CurationResult) -> pd.DataFrame:
 def filler_table(metrics: QualityMetrics) -> pd.DataFrame:
     """The filler phrases found in the samples, most frequent first (columns phrase, samples)."""
     return pd.DataFrame(list(metrics.top_fillers), columns=["phrase", "samples"])
+
+
+def review_gates(profile: Profile, gate_settings: Mapping[str, Any] | None, run_dir: str | Path | None) -> QualityGates:
+    """The thresholds a review uses: those given; when exploring without any, the ones the profile's
+    newest run was started with, so the notebook agrees with that run's own verdict; else the seed's."""
+    if gate_settings or run_dir:
+        return QualityGates.from_mapping(gate_settings)
+    for run in reversed(list_run_dirs(profile)):
+        recorded = ((read_manifest(run).get("cycle") or {}).get("parameters") or {}).get("blocks") or {}
+        if "quality" in recorded:
+            return QualityGates.from_mapping(recorded.get("quality"))
+    return QualityGates.from_mapping(None)
 
 
 def finish_review(review: QualityReview, run_dir: str | Path | None, *, smoke_test: bool = False) -> str:

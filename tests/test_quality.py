@@ -230,3 +230,20 @@ def test_a_review_as_of_now_leaves_out_later_memories(demo_profile) -> None:
     assert as_of.memories["timestamp"].max() <= cutoff
     assert len(as_of.memories) == int((everything.memories["timestamp"] <= cutoff).sum())
     assert 0 < as_of.metrics.total < everything.metrics.total
+
+
+def test_an_exploring_review_uses_the_gates_of_the_newest_run(tmp_path) -> None:
+    import orjson
+
+    from metahuman_lib.profile import Profile
+    from metahuman_lib.quality import QualityGates, review_gates
+
+    profile = Profile(tmp_path / "root", "tester")
+    assert review_gates(profile, {}, "") == QualityGates()  # no run yet: the seed's gates
+    run = profile.run_dir("2025-11-30-000000-aaaaaa")
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_bytes(orjson.dumps(
+        {"cycle": {"parameters": {"blocks": {"quality": {"min_total_foundation": 300}}}}}))
+    assert review_gates(profile, {}, "").min_total_foundation == 300
+    assert review_gates(profile, {"min_total_foundation": 50}, "").min_total_foundation == 50
+    assert review_gates(profile, {}, str(run)) == QualityGates()  # inside a run: the run's own settings, given
