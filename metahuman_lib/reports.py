@@ -570,7 +570,7 @@ def write_run_report(run_dir: Path, *, redact: bool = False) -> Path:
     summary = run_summary(run_dir)
     sections = [_verdict_card(summary, manifest), _summary_section(summary, manifest, redact),
                 _old_probe_section(run_dir), _steps_section(manifest), _gates_section(manifest),
-                _cost_section(summary), _prompt_format_section(run_dir, redact)]
+                _cost_section(summary), _prompt_format_section(run_dir, redact), _artifacts_section(run_dir)]
     figures = run_figures(run_dir)
     if figures:
         sections.append("<h2>Charts</h2>" + "".join(figure_div(f) for f in figures))
@@ -705,6 +705,26 @@ def _prompt_format_section(run_dir: Path, redact: bool) -> str:
         f'<pre class="prompt">{html.escape(str(recorded.get("prompt")))}</pre>'
         f'<pre class="completion">{html.escape(str(recorded.get("completion")))}</pre>')
     return "<h2>Prompt format</h2>" + html_table(rows) + text
+
+
+_ARTIFACTS = (("dataset.jsonl", "the training samples"), ("eval_recent.jsonl", "held-out recent samples"),
+              ("eval_old.jsonl", "the old probe"), ("prompt_format.json", "the exact prompt trained and served"),
+              ("Modelfile", "for ollama create"), ("output/adapter", "the LoRA adapter"),
+              ("output/model", "the model weights"), ("output/model-Q8_0.gguf", "the Q8_0 GGUF"),
+              ("metrics.json", "before/after evaluation"), ("train_log.jsonl", "loss per step"),
+              ("trainer.log", "the trainer's output"), ("manifest.json", "everything the run recorded"))
+
+
+def _artifacts_section(run_dir: Path) -> str:
+    """Links to what the run produced, the executed notebooks included (only what exists)."""
+    found = [(name, what) for name, what in _ARTIFACTS if (run_dir / name).exists()]
+    found += [(f"notebooks/{p.name}", "executed step notebook")
+              for p in sorted((run_dir / "notebooks").glob("*.ipynb"))]
+    if not found:
+        return ""
+    rows = [{"file": RawHtml(f'<a href="{html.escape(name)}">{html.escape(name)}</a>'), "what": what}
+            for name, what in found]
+    return "<h2>Artifacts</h2>" + html_table(rows)
 
 
 def _steps_section(manifest: Mapping[str, Any]) -> str:

@@ -165,6 +165,7 @@ def test_run_report_and_index(two_runs: tuple[Profile, Path, Path], fake_key: st
     profile, first, second = two_runs
     report = write_run_report(second).read_text()
     assert 'href="reports/03_training_launch.html"' in report
+    assert "<h2>Artifacts</h2>" in report and '<a href="metrics.json">metrics.json</a>' in report
     assert "recent loss improved" in report and "Training loss" in report
     index = write_index(profile).read_text()
     assert "../fine-tuned-models/2025-11-30/2025-11-30-000000-bbbbbb/report.html" in index
