@@ -776,6 +776,16 @@ def _cost_section(summary: Mapping[str, Any]) -> str:
     note = ('<p class="note">Estimate: the cost model\'s projection for this dataset and config '
             "(training, evaluation and pod overhead). Actual: what RunPod billed, or the measured "
             "training time at the GPU's price (a local run on your own machine costs nothing).</p>")
+    estimate, actual = summary.get("cost_estimate"), summary.get("cost_actual")
+    if estimate and actual and not 1 / 3 <= estimate / actual <= 3:
+        note += (f'<p class="note">The estimate is {estimate / actual:.0f}x the actual: it adds a fixed '
+                 "overhead per run (pod start, upload, download) and assumes the projected GPU and model size, "
+                 "while the actual counts only the measured training time on the machine that trained. "
+                 "For a tiny run the overhead is nearly all of the estimate.</p>"
+                 if estimate > actual else
+                 f'<p class="note">The actual is {actual / estimate:.0f}x the estimate: the training ran '
+                 "slower than the cost model's assumed GPU throughput (its mfu in parameters/gpu_prices.yaml); "
+                 "metahuman_lib.training.cost.compare_with_actual shows where.</p>")
     return "<h2>Cost</h2>" + html_table(rows) + note
 
 
