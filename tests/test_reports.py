@@ -225,3 +225,12 @@ def test_run_report_shows_the_prompt_format(two_runs: tuple[Profile, Path, Path]
     assert "Hi &lt;b&gt;there&lt;/b&gt;" in section and "<b>there" not in section
     redacted = write_run_report(second, redact=True).read_text()
     assert "<h2>Prompt format</h2>" in redacted and "Hi &lt;b&gt;" not in redacted
+
+
+def test_a_large_gap_between_estimated_and_actual_cost_is_explained() -> None:
+    from metahuman_lib.reports import _cost_section
+
+    far = _cost_section({"cost_estimate": 1.40, "cost_actual": 0.01, "backend": "local"})
+    assert "The estimate is 140x the actual: it adds a fixed overhead per run" in far
+    assert "x the actual" not in _cost_section({"cost_estimate": 2.2, "cost_actual": 2.0})
+    assert "The actual is 5x the estimate" in _cost_section({"cost_estimate": 1.0, "cost_actual": 5.0})
