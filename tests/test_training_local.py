@@ -69,7 +69,7 @@ def test_local_run_end_to_end(tmp_path_factory, tmp_path):
 
 def test_relaunch_reattaches_then_cancel_and_resume(tmp_path_factory, tmp_path):
     # long enough that the trainer is still running when the test holds it, even on a loaded machine
-    make_run(tmp_path, tiny_model(tmp_path_factory), epochs=8, checkpoint_every_steps=1, eval_train_samples=4)
+    make_run(tmp_path, tiny_model(tmp_path_factory), epochs=6, checkpoint_every_steps=1, eval_train_samples=4)
     backend = LocalBackend(num_processes=1, poll_interval_s=0.2, echo=None)
     backend.launch(tmp_path)
     pid = read_json(tmp_path / PID_NAME)["pid"]

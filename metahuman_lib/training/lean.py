@@ -30,9 +30,9 @@ def lm_parts(model: Any) -> tuple[Any, Any, float | None] | None:
         return None
     try:
         decoder, head = get_decoder(), get_head()
-    except (AttributeError, NotImplementedError):
+    except AttributeError:  # an architecture transformers cannot split: the plain path
         return None
-    if decoder is None or head is None or getattr(head, "bias", None) is not None:
+    if decoder is None or decoder is base or head is None or getattr(head, "bias", None) is not None:
         return None
     config = getattr(base, "config", None)
     text = getattr(config, "text_config", None) or config
