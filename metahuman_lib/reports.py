@@ -789,20 +789,26 @@ def _cost_section(summary: Mapping[str, Any]) -> str:
     return "<h2>Cost</h2>" + html_table(rows) + note
 
 
+def _loss_points(run_dir: Path) -> list[dict[str, Any]]:
+    """The logged steps of a run's ``train_log.jsonl`` that carry a loss (none when absent)."""
+    log = run_dir / "train_log.jsonl"
+    if not log.is_file():
+        return []
+    return [r for r in (_json_line(x) for x in log.read_bytes().splitlines() if x.strip())
+            if isinstance(r, dict) and "loss" in r]
+
+
 def run_figures(run_dir: Path) -> list[Any]:
     """The run's charts: training loss per step, the old probe per month, and eval losses before vs after."""
     import plotly.graph_objects as go
 
     figures = []
-    log = Path(run_dir) / "train_log.jsonl"
-    if log.is_file():
-        rows = [r for r in (_json_line(x) for x in log.read_bytes().splitlines() if x.strip())
-                if isinstance(r, dict) and "loss" in r]
-        if rows:
-            steps = [r.get("step", i + 1) for i, r in enumerate(rows)]
-            figures.append(go.Figure(go.Scatter(x=steps, y=[r["loss"] for r in rows], mode="lines+markers"),
-                                     layout={"title": "Training loss", "xaxis_title": "step",
-                                             "yaxis_title": "loss", "height": 360}))
+    rows = _loss_points(Path(run_dir))
+    if rows:
+        steps = [r.get("step", i + 1) for i, r in enumerate(rows)]
+        figures.append(go.Figure(go.Scatter(x=steps, y=[r["loss"] for r in rows], mode="lines+markers"),
+                                 layout={"title": "Training loss", "xaxis_title": "step",
+                                         "yaxis_title": "loss", "height": 360}))
     months = old_probe_by_month(run_dir)
     if months:
         fig = go.Figure(layout={"title": "Old probe loss per month, before and after", "barmode": "group",
@@ -929,9 +935,7 @@ def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
     curves = go.Figure(layout={"title": "Training loss of each run", "height": 340,
                                "xaxis_title": "step", "yaxis_title": "loss"})
     for name, summary in zip(named, summaries, strict=True):
-        log = Path(summary["run_dir"]) / "train_log.jsonl"
-        points = [r for r in (_json_line(x) for x in log.read_bytes().splitlines() if x.strip())
-                  if isinstance(r, dict) and "loss" in r] if log.is_file() else []
+        points = _loss_points(Path(summary["run_dir"]))
         if points:
             curves.add_scatter(name=name, x=[r.get("step") for r in points], y=[r["loss"] for r in points],
                                mode="lines")

@@ -211,10 +211,10 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     _status(main, run_dir, phase="tokenizing")
-    sets = _tokenize_sets(run_dir, tokenizer, config, fmt)
+    sets, train_records = _tokenize_sets(run_dir, tokenizer, config, fmt)
     if main:
-        atomic_write_json(run_dir / PROMPT_FORMAT_NAME, tdata.prompt_format(
-            tokenizer, read_records(run_dir / DATASET_NAME), fmt, config.system_prompt))
+        atomic_write_json(run_dir / PROMPT_FORMAT_NAME,
+                          tdata.prompt_format(tokenizer, train_records, fmt, config.system_prompt))
     train_examples, train_stats = sets["train"]
     train_probe = random.Random(config.seed).sample(train_examples,
                                                     min(config.eval_train_samples, len(train_examples)))
@@ -280,18 +280,19 @@ def _run(run_dir: Path, config: TrainConfig, precision: str, accelerator: Any,
 
 
 def _tokenize_sets(run_dir: Path, tokenizer: Any, config: TrainConfig,
-                   fmt: chat_formats.ChatFormat) -> dict[str, Any]:
-    """Examples and counts of the train set and both eval sets; an empty train set is an error."""
-    if not read_records(run_dir / DATASET_NAME):
+                   fmt: chat_formats.ChatFormat) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Examples and counts of the train set and both eval sets, and the train records; an empty
+    train set is an error."""
+    records = {name: read_records(run_dir / file) for name, file in
+               (("train", DATASET_NAME), ("eval_recent", EVAL_RECENT_NAME), ("eval_old", EVAL_OLD_NAME))}
+    if not records["train"]:
         raise ConfigError(f"{run_dir / DATASET_NAME} is missing or empty: run selection first.")
-    sets = {name: tdata.tokenize_records(tokenizer, read_records(run_dir / file), config.max_seq_len,
-                                         config.system_prompt, fmt)
-            for name, file in (("train", DATASET_NAME), ("eval_recent", EVAL_RECENT_NAME),
-                               ("eval_old", EVAL_OLD_NAME))}
+    sets = {name: tdata.tokenize_records(tokenizer, rows, config.max_seq_len, config.system_prompt, fmt)
+            for name, rows in records.items()}
     examples, stats = sets["train"]
     if not examples:
         raise ConfigError(f"No trainable sample in {run_dir / DATASET_NAME}: {stats.dropped}")
-    return sets
+    return sets, records["train"]
 
 
 def _finish(run_dir: Path, config: TrainConfig, model: Any, tokenizer: Any, metrics: dict[str, Any],
