@@ -4,6 +4,11 @@ The demo profile is generated from these banks so that its text is varied but co
 person ("demo") who lives in Boulder, writes software for a climate-data startup, gardens,
 cycles, cooks, learns Spanish and walks a border collie called Pepper. A tiny tokenizer or
 language model trained on it picks up these recurring names, places and habits.
+
+Besides the steady topics, every calendar month has its own chapter (:data:`MONTH_CHAPTERS`): a
+trip, a wedding, a launch at work, a new kitten, each with its own people, places and words, as
+a life has. Those chapters come and go, so a model trained only on the newest month forgets the
+older ones, and the old probe of a monthly run shows it.
 """
 
 from __future__ import annotations
@@ -281,3 +286,226 @@ PII_SNIPPETS: tuple[str, ...] = (
     "Send the invoice to billing+greenhouse@example.org.",
     "I pasted the token {token} into the config by mistake.",
 )
+
+MONTH_CHAPTERS: dict[int, dict[str, tuple[str, ...]]] = {
+    1: {
+        "title": ("skiing",),
+        "people": ("Beto",),
+        "questions": (
+            "How was skiing at Eldora?", "Is my knee okay to ski again on {day}?",
+            "Should I take another ski lesson with Beto?", "What did you learn on the slopes today?",
+        ),
+        "sentences": (
+            "My cousin Beto took me skiing at Eldora and I fell off the lift twice.",
+            "The ski instructor said to lean forward into the boots, downhill, always downhill.",
+            "I waxed the rental skis in the garage and the whole house smells of paraffin.",
+            "Beto carves down the blue runs like it is nothing while I snowplow behind him.",
+            "My left knee is bruised from the mogul field, but I linked {num} turns in a row.",
+            "The lift line at Eldora on a powder morning is a lesson in patience.",
+            "We drank hot chocolate in the lodge and watched the snow come down sideways.",
+            "Next time on the slopes I will wear goggles that do not fog up.",
+        ),
+    },
+    2: {
+        "title": ("pottery",),
+        "people": ("Odile",),
+        "questions": (
+            "How was pottery class?", "Did the bowls survive the kiln?",
+            "What glaze should I try next?", "Can you remind me how Odile centers the clay?",
+        ),
+        "sentences": (
+            "In pottery class Odile showed me how to center the clay on the wheel with my elbows locked.",
+            "Three of my bowls cracked in the kiln, the fourth came out lopsided and I love it.",
+            "The celadon glaze pooled in the bottom of the mug like shallow sea water.",
+            "Odile says clay remembers every mistake, which is true of bisque and of people.",
+            "I trimmed {num} cylinders at the studio on Pearl Street until my wrists ached.",
+            "There is gray slip under my fingernails all week now.",
+            "The wheel hums and the rest of the world gets quiet for an hour.",
+            "My first teapot leaks at the spout, Odile called it an honest teapot.",
+        ),
+    },
+    3: {
+        "title": ("the move",),
+        "people": ("Mr. Okafor",),
+        "questions": (
+            "How is the move going?", "Did you sign the lease on Mapleton Hill?",
+            "Where should the bookshelves go in the new apartment?", "Have you packed the kitchen yet?",
+        ),
+        "sentences": (
+            "We are moving to an apartment on Mapleton Hill, the landlord Mr. Okafor seems kind.",
+            "I packed {num} boxes of books and labeled every one of them in Sharpie.",
+            "Carrying the couch up the narrow stairwell took three people and a lot of swearing.",
+            "The new apartment has a radiator that clanks like a ghost at night.",
+            "Mr. Okafor fixed the leaking faucet the day after we moved in.",
+            "Unpacking the kitchen boxes I found a whisk I do not remember buying.",
+            "The moving truck was an hour late and we sat on the boxes eating cold pizza.",
+            "From the new bedroom window I can see the Flatirons at sunrise.",
+        ),
+    },
+    4: {
+        "title": ("the bees",),
+        "people": ("Hal",),
+        "questions": (
+            "How are the bees?", "Did Hal check the hive this week?",
+            "Is the queen still laying?", "What do I need for the next hive inspection?",
+        ),
+        "sentences": (
+            "Our neighbor Hal is teaching me beekeeping, and today we opened the hive together.",
+            "The smoker keeps going out, Hal packs it with pine needles and burlap.",
+            "We found the queen on the fourth frame, long and slow among the workers.",
+            "I got stung on the wrist through the glove and it swelled for {num} days.",
+            "The bees are bringing in yellow pollen from the dandelions along the ditch.",
+            "Hal says a calm hive is a hive with a good queen and enough honey stores.",
+            "A swarm hung from the apple tree like a brown beard before Hal caught it in a box.",
+            "I painted the new hive boxes pale blue so the bees find their way home.",
+        ),
+    },
+    5: {
+        "title": ("running",),
+        "people": ("Ines",),
+        "questions": (
+            "How was the tempo run?", "Am I ready for the Bolder Boulder 10K?",
+            "What did coach Ines say about my pace?", "Should I run intervals on the track {day}?",
+        ),
+        "sentences": (
+            "Coach Ines had us run six half-mile intervals on the high school track at dawn.",
+            "My tempo run pace finally dipped under eight minutes a mile.",
+            "The Bolder Boulder 10K is in two weeks and my shins are complaining.",
+            "Ines says to run the first mile slower than feels right and the last one faster.",
+            "I bought real running shoes with a wide toe box and my blisters are gone.",
+            "The long run along the Boulder Reservoir was hot and flat and wonderful.",
+            "Stretching after the run takes longer than the run itself these days.",
+            "I crossed the finish line in the stadium and the crowd noise made me cry a little.",
+        ),
+    },
+    6: {
+        "title": ("Oaxaca",),
+        "people": ("Doña Lupe",),
+        "questions": (
+            "How is Oaxaca?", "What did you eat at the market in Oaxaca?",
+            "How is your host family?", "Did you visit Monte Albán?",
+        ),
+        "sentences": (
+            "In Oaxaca my host Doña Lupe corrects my Spanish over breakfast every morning.",
+            "We climbed the ruins of Monte Albán in the heat and looked down on the whole valley.",
+            "Doña Lupe taught me to toast the chiles for mole negro until they just start to smoke.",
+            "The mercado smells of chocolate, chapulines and fresh tortillas from the comal.",
+            "I ordered tlayudas without pointing, which felt like a small victory.",
+            "The Spanish school is in an old house with a courtyard full of bougainvillea.",
+            "A mezcal maker in Santiago Matatlán let us taste the smoke straight from the still.",
+            "The afternoon rain in Oaxaca arrives at four like it has an appointment.",
+        ),
+    },
+    7: {
+        "title": ("Ana's wedding",),
+        "people": ("Ana", "Uncle Rafael"),
+        "questions": (
+            "How was Ana's wedding?", "Is my toast for the wedding too long?",
+            "How is the family in Santa Fe?", "What should I wear to the rehearsal dinner?",
+        ),
+        "sentences": (
+            "My sister Ana got married in an adobe chapel in Santa Fe and I cried through the vows.",
+            "I rewrote my wedding toast {num} times and still forgot the second half.",
+            "Uncle Rafael danced with every aunt at the reception until the mariachi band gave up.",
+            "The rehearsal dinner had green chile everything, even the cornbread.",
+            "Ana and Marco left the reception under a tunnel of sparklers.",
+            "Uncle Rafael told the story of Ana falling into the acequia when she was six, again.",
+            "The wedding cake was tres leches and nobody saved any for the photographer.",
+            "Driving home from Santa Fe the sky over the San Luis Valley was enormous.",
+        ),
+    },
+    8: {
+        "title": ("backpacking",),
+        "people": ("Jonah",),
+        "questions": (
+            "How was the backpacking trip?", "Did you make it to Lake Isabelle?",
+            "What should I pack for the Indian Peaks?", "How did the tent hold up in the storm?",
+        ),
+        "sentences": (
+            "Jonah and I backpacked into the Indian Peaks and camped above Lake Isabelle.",
+            "A thunderstorm rolled over the ridge at two and we hid in the tent counting seconds.",
+            "The bear canister is heavy but it beats losing our food to a marmot.",
+            "We filtered water from the creek and it tasted like snowmelt and granite.",
+            "Jonah forgot the tent poles, so we rigged the fly with trekking poles and hope.",
+            "At dawn the lake was glass and a moose waded across the far shore.",
+            "My pack weighed {num} pounds too many, next time I leave the camp chair at home.",
+            "The wildflowers at Pawnee Pass were purple columbines as far as we could see.",
+        ),
+    },
+    9: {
+        "title": ("the launch",),
+        "people": ("Dmitri",),
+        "questions": (
+            "How did the flood forecast launch go?", "Is the investor demo ready?",
+            "What did Dmitri say about the river gauges?", "Should we delay the launch by a week?",
+        ),
+        "sentences": (
+            "We launched the flood forecast product today and Dmitri rang a cowbell in the office.",
+            "The investor demo crashed once on the river gauge map and then worked perfectly.",
+            "Dmitri rebuilt the gauge ingestion overnight because the USGS feed changed its format.",
+            "The press release says minutes of warning, and our tests say the same.",
+            "Launch week means pizza at nine and a war room with a whiteboard full of arrows.",
+            "A county emergency manager emailed to say the flood alerts reached her phone first.",
+            "Dmitri and I argued about the alert thresholds until we agreed on the data.",
+            "After the launch I slept eleven hours and dreamed of river gauges.",
+        ),
+    },
+    10: {
+        "title": ("cider",),
+        "people": ("Keiko",),
+        "questions": (
+            "How was cider pressing?", "Did you pick apples at the orchard in Longmont?",
+            "How did the farmers market stall go?", "What should we carve into the pumpkins?",
+        ),
+        "sentences": (
+            "Keiko and I pressed apple cider at the orchard in Longmont with a hand-cranked press.",
+            "The Honeycrisp and Jonathan blend made the sweetest cider of the season.",
+            "We sold {num} jugs of cider at the farmers market stall before noon.",
+            "Keiko carved a pumpkin that looks exactly like Pepper with a surprised face.",
+            "The orchard rows were gold and red and full of wasps drunk on fallen apples.",
+            "Cider pressing leaves your arms sticky up to the elbows and your shoes smelling of pomace.",
+            "The farmers market folks asked if we will be back with hard cider next year.",
+            "We stacked the apple crates in the garage and the whole house smells like autumn.",
+        ),
+    },
+    11: {
+        "title": ("Miso",),
+        "people": ("Miso",),
+        "questions": (
+            "How is Miso settling in?", "Does Pepper get along with the kitten?",
+            "What should we cook for Thanksgiving in Portland?", "Did the vet say Miso is healthy?",
+        ),
+        "sentences": (
+            "We adopted a gray kitten and named her Miso, she fits in one hand.",
+            "Pepper sniffed Miso for a full minute and then politely backed away.",
+            "Miso climbs the curtains at four in the morning and purrs like an engine.",
+            "The vet says Miso needs her second round of shots and less tuna.",
+            "Flying to Portland for Thanksgiving with my parents, the plane was full of pies.",
+            "Mom made the cranberry sauce from scratch and Dad burned the rolls again.",
+            "Miso fell asleep in the laundry basket on the warm towels.",
+            "At Thanksgiving in Portland the rain never stopped and nobody minded.",
+        ),
+    },
+    12: {
+        "title": ("woodworking",),
+        "people": ("Lena", "Sofi"),
+        "questions": (
+            "How is the bookshelf coming along?", "Are the dovetail joints tight?",
+            "What gifts are you making for Lena and Sofi?", "Which wood finish should I use?",
+        ),
+        "sentences": (
+            "I am building a walnut bookshelf in the garage with hand-cut dovetail joints.",
+            "The first dovetail was so loose a pencil fit in the gap, the fifth was snug.",
+            "There is sawdust in my hair and in the coffee and somehow in the fridge.",
+            "For my nieces Lena and Sofi I am carving little wooden foxes as holiday gifts.",
+            "The hand plane sings when the blade is sharp and chatters when it is not.",
+            "I rubbed {num} coats of oil into the walnut and the grain came alive.",
+            "Lena asked for a fox and Sofi asked for a dragon, so now I carve a dragon.",
+            "The garage heater barely keeps the glue warm enough to set.",
+        ),
+    },
+}
+"""Each calendar month's own chapter: its people, the questions asked and the sentences written.
+
+Most chats, observations and reflections of a month are about its chapter; the rest are about
+the steady topics above."""

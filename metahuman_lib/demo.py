@@ -43,7 +43,10 @@ MARKER_NAME = ".workbench-demo.json"
 _GROWTH = 5.0  # the last week gets (1 + _GROWTH) times as many memories as the first
 _HOUR_WEIGHTS = (1, 0.3, 0, 0, 0, 0, 2, 4, 5, 4, 3, 3, 5, 4, 3, 3, 3, 4, 6, 7, 8, 7, 5, 3)
 _SLUG_RUN = re.compile(r"[^a-z0-9-]+")
-_PERSON_NAMES = ("Maya", "Jonah", "Priya", "Luis", "Ren", "Tomás", "Keiko", "Pepper")
+_PERSON_NAMES = ("Maya", "Jonah", "Priya", "Luis", "Ren", "Tomás", "Keiko", "Pepper",
+                 *dict.fromkeys(name for chapter in text.MONTH_CHAPTERS.values()
+                                for name in chapter["people"] if name not in ("Jonah", "Keiko")))
+CHAPTER_SHARE = 0.6  # of chats, observations and reflections about the month's own chapter
 _TYPE_WEIGHTS: dict[str, float] = {
     "conversation": 44, "inner_dialogue": 8, "reflection": 7, "dream": 4, "daydream": 1,
     "observation": 12.5, "journal": 4, "tool_invocation": 6.5, "action": 2.5, "task": 2.5,
@@ -115,25 +118,46 @@ def _fake_token(rng: random.Random) -> str:
 
 
 class _Writer:
-    """Composes the persona's text from the word banks with one seeded generator."""
+    """Composes the persona's text from the word banks with one seeded generator.
+
+    ``month`` (set per memory) selects the month's own chapter: most texts of a month are about
+    it, the rest about the steady topics."""
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.slots = _Slots(rng)
+        self.month = 1
 
     def fill(self, template: str) -> str:
         return template.format_map(self.slots)
 
-    def topic(self) -> str:
+    @property
+    def chapter(self) -> str:
+        """The title of this month's chapter (a topic name like the steady ones)."""
+        return text.MONTH_CHAPTERS[self.month]["title"][0]
+
+    def steady_topic(self) -> str:
         return self.rng.choice(tuple(text.TOPICS))
+
+    def topic(self) -> str:
+        """This month's chapter with probability ``CHAPTER_SHARE``, else a steady topic."""
+        return self.chapter if self.rng.random() < CHAPTER_SHARE else self.steady_topic()
+
+    def topics(self, count: int) -> list[str]:
+        """The month's chapter and ``count - 1`` steady topics (journals, summaries)."""
+        return [self.chapter, *self.rng.sample(tuple(text.TOPICS), count - 1)]
+
+    def bank(self, topic: str) -> dict[str, tuple[str, ...]]:
+        """The questions and sentences of a steady topic or of this month's chapter."""
+        return text.TOPICS[topic] if topic in text.TOPICS else text.MONTH_CHAPTERS[self.month]
 
     def sentences(self, topic: str, count: int) -> list[str]:
         """``count`` sentences, mostly about ``topic``, without repeating a template."""
-        pool = list(text.TOPICS[topic]["sentences"])
+        pool = list(self.bank(topic)["sentences"])
         out: list[str] = []
         for _ in range(count):
             if not pool or self.rng.random() < 0.2:
-                source = text.TOPICS[self.topic()]["sentences"]
+                source = text.TOPICS[self.steady_topic()]["sentences"]
                 out.append(self.fill(self.rng.choice(source)))
             else:
                 out.append(self.fill(pool.pop(self.rng.randrange(len(pool)))))
@@ -185,6 +209,7 @@ class _Composer:
 
     def build(self, memory_type: str, stamp: datetime) -> tuple[dict[str, Any], str | None]:
         """The payload and category folder (or None) of one memory."""
+        self.writer.month = (stamp + LOCAL_OFFSET).month
         builder: Callable[[datetime], tuple[dict[str, Any], str | None]] | None = getattr(
             self, f"_{memory_type}", None)
         if builder is None:
@@ -225,7 +250,7 @@ class _Composer:
             question, reply = rng.choice(text.SHORT_EXCHANGES)
         else:
             topic = writer.topic()
-            question = writer.fill(rng.choice(text.TOPICS[topic]["questions"]))
+            question = writer.fill(rng.choice(writer.bank(topic)["questions"]))
             reply = writer.maybe_pii(writer.reply(topic), 0.025)
         self.chats.append((question, reply))
         return question, reply
@@ -305,7 +330,7 @@ class _Composer:
         writer = self.writer
         local = stamp + LOCAL_OFFSET
         body = [f"Journal, {local:%A %B} {local.day}. I feel {writer.fill('{feeling}')}."]
-        for topic in self.rng.sample(tuple(text.TOPICS), 3):
+        for topic in writer.topics(3):
             body += writer.sentences(topic, self.rng.randint(3, 5))
         payload = _base(stamp, " ".join(body), "journal", self.username)
         payload["tags"] = ["journal"]
@@ -314,7 +339,7 @@ class _Composer:
 
     def _summary(self, stamp: datetime) -> tuple[dict[str, Any], str | None]:
         writer = self.writer
-        topics = self.rng.sample(tuple(text.TOPICS), 3)
+        topics = writer.topics(3)
         body = [f"Summary of recent conversations about {', '.join(topics)}."]
         for topic in topics:
             body += writer.sentences(topic, 2)
@@ -363,8 +388,8 @@ class _Composer:
     def _simple(self, stamp: datetime, memory_type: str) -> tuple[dict[str, Any], str | None]:
         rng, writer = self.rng, self.writer
         bodies = {
-            "file_read": lambda: f"Read file notes/{writer.topic()}.md",
-            "file_write": lambda: f"Wrote file notes/{writer.topic()}-{rng.randint(1, 40)}.md",
+            "file_read": lambda: f"Read file notes/{slugify(writer.topic())}.md",
+            "file_write": lambda: f"Wrote file notes/{slugify(writer.topic())}-{rng.randint(1, 40)}.md",
             "search": lambda: "Searched for " + writer.fill(rng.choice(
                 ("how to fix {veg} blight", "{dish} recipe", "{book} review",
                  "{spanish} exercises", "{trail} conditions"))),

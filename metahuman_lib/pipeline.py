@@ -728,23 +728,50 @@ DEMO_MONTH = timedelta(days=30)
 DEMO_MODEL_DIR = "demo-models/tiny-qwen2"
 DEMO_PARAMETERS_DIR = "demo-parameters"
 # CPU-sized training for the tiny model: a full fine-tune (its random weights learn far faster
-# than a LoRA adapter on them), short sequences, 60 steps; a real model keeps LoRA by default
+# than a LoRA adapter on them) on short sequences; a real model keeps LoRA by default
 DEMO_TRAINING: dict[str, Any] = {
     "method": "full",
     "optimizer": "adamw",
     "learning_rate": 3e-3,
-    "epochs": 1.0,
-    "max_steps": 60,
     "batch_size": 8,
     "grad_accum": 1,
     "max_seq_len": 192,
-    "warmup_ratio": 0.1,
+    "warmup_ratio": 0.05,
     "eval_batch_size": 16,
     "eval_train_samples": 32,
     "checkpoint_every_steps": 1000,
     "probe_prompts": ["How are you feeling today?", "What did you do this afternoon?"],
     "probe_max_new_tokens": 24,
 }
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One run of the demo: the shipped parameter set it starts from and what the demo changes."""
+
+    name: str
+    parameter_set: str
+    description: str
+    training: Mapping[str, Any]
+    selection: Mapping[str, Any]
+
+
+DEMO_RUNS: tuple[DemoRun, ...] = (
+    DemoRun("foundation", "foundation",
+            "Demo foundation run: every memory up to a month before the profile's end, trained close "
+            "to convergence on a tiny CPU model.",
+            {"epochs": 16.0, "learning_rate": 3e-3}, {}),
+    DemoRun("monthly-no-replay", "monthly",
+            "Demo monthly run without replay: only the newest month, to show the forgetting that "
+            "replay prevents (the gate rejects it).",
+            {"epochs": 3.0, "learning_rate": 2e-3}, {"old_samples": 0}),
+    DemoRun("monthly", "monthly",
+            "Demo monthly run: the newest month plus older memories replayed against forgetting.",
+            {"epochs": 3.0, "learning_rate": 2e-3}, {"old_samples": 500}),
+)
+"""The demo's story in order. The run without replay goes before the one with replay so that
+both build on the foundation (v1): it is rejected and v1 stays current until the replayed run
+is promoted."""
 
 
 # the seed's gates ask for 3,000+ samples (foundation) and 500+ new ones (monthly): the demo
@@ -783,24 +810,25 @@ def _read_small_json(path: Path) -> dict[str, Any]:
 
 def write_demo_parameters(profile: Profile, base_model: Path,
                           training: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """The demo's parameter sets: the shipped foundation and monthly sets with a CPU-sized
-    ``training`` block on the tiny base model, written under ``<root>/demo-parameters/``."""
+    """The demo's parameter sets, one per :data:`DEMO_RUNS` entry, written under
+    ``<root>/demo-parameters/``: the shipped set with a CPU-sized ``training`` block on the tiny
+    base model. ``training`` replaces keys of every run's training block (tests train less)."""
     import yaml
 
     from metahuman_lib.strategies import read_parameter_set
 
     folder = profile.root / DEMO_PARAMETERS_DIR
     paths = {}
-    for name in ("foundation", "monthly"):
-        document = dict(read_parameter_set(name))
-        training = {**dict(document.get("training") or {}), **DEMO_TRAINING, **dict(training or {}),
-                    "base_model": str(base_model)}
-        document["training"] = training
+    for run in DEMO_RUNS:
+        document = dict(read_parameter_set(run.parameter_set))
+        document["description"] = run.description
+        document["selection"] = {**dict(document.get("selection") or {}), **run.selection}
+        document["training"] = {**dict(document.get("training") or {}), **DEMO_TRAINING, **run.training,
+                                **dict(training or {}), "base_model": str(base_model)}
         document["quality"] = {**dict(document.get("quality") or {}), **DEMO_QUALITY}
-        document["description"] = f"Demo {name} run: the shipped '{name}' set on a tiny CPU model."
-        path = folder / f"demo-{name}.yaml"
+        path = folder / f"demo-{run.name}.yaml"
         atomic_write_bytes(path, yaml.safe_dump(document, sort_keys=False).encode("utf-8"))
-        paths[name] = path
+        paths[run.name] = path
     return paths
 
 
@@ -816,10 +844,11 @@ def ensure_demo_model(profile: Profile) -> Path:
 
 def run_demo(profile: Profile, *, echo: Callable[[str], None] | None = None, progress: bool = False,
              redact: bool = False, training: Mapping[str, Any] | None = None) -> list[CycleResult]:
-    """``make demo``: a foundation run, then a monthly run one simulated month later building on v1.
+    """``make demo``: the foundation run, then the same monthly run one simulated month later
+    without replay (rejected: it forgets) and with replay (promoted), both building on v1.
 
     Writes the demo profile and the tiny base model when missing; trains locally on the CPU.
-    ``training`` replaces keys of the demo's training block (tests train fewer steps).
+    ``training`` replaces keys of every run's training block (tests train fewer steps).
     """
     from metahuman_lib.demo import resolve_profile
     from metahuman_lib.parameters import CycleFlags, resolve_parameters
@@ -832,9 +861,10 @@ def run_demo(profile: Profile, *, echo: Callable[[str], None] | None = None, pro
     say(f"Tiny base model: {base}")
     sets = write_demo_parameters(profile, base, training)
     results = []
-    for name, when in (("foundation", foundation_now), ("monthly", monthly_now)):
-        say(f"\n== {name} run as of {when:%Y-%m-%d}")
-        params = resolve_parameters(CycleFlags(params=str(sets[name]), now=when))
+    for run in DEMO_RUNS:
+        when = foundation_now if run.parameter_set == "foundation" else monthly_now
+        say(f"\n== {run.name} run as of {when:%Y-%m-%d}")
+        params = resolve_parameters(CycleFlags(params=str(sets[run.name]), now=when))
         results.append(run_cycle(profile, params, backend="local", now=when, progress=progress,
                                  redact=redact, echo=say))
     return results

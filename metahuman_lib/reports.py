@@ -592,9 +592,9 @@ def verdict(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[st
     status, registry_status = summary.get("status"), summary.get("registry_status")
     learned = f"recent loss {_percent_text(None if summary.get('learning') is None else -summary['learning'])}"
     forgot = f"old probe {_percent_text(summary.get('forgetting'))}"
-    limit = _get(cycle, "parameters", "blocks", "gate", "max_old_worsening")
+    limit = _old_limit(manifest)
     if limit is not None:
-        forgot += f" (limit +{float(limit):g}%)"
+        forgot += f" (limit +{100 * limit:g}%)"
     samples = (f"{int(summary['recent_samples']):,} new + {int(summary['old_samples']):,} replayed"
                if summary.get("recent_samples") is not None and summary.get("old_samples") is not None
                else f"{int(summary['train_samples'] or 0):,} samples")
@@ -623,6 +623,19 @@ def verdict(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[st
             (f"Next: fix the cause, then metahuman fine-tune-cycle --username {username} --resume "
              f"{summary.get('run_dir')}")
     return "warn", f"Run {status}.", ""
+
+
+def run_verdict(run_dir: Path) -> tuple[str, str, str]:
+    """:func:`verdict` of a run folder: ``(css class, headline, next step)``."""
+    return verdict(run_summary(Path(run_dir)), read_manifest(Path(run_dir)))
+
+
+def _old_limit(manifest: Mapping[str, Any]) -> float | None:
+    """The gate's old-probe limit as a fraction: the one the evaluation applied, else the run's
+    ``gate`` block (None when neither says)."""
+    limit = _first(_get(manifest, "evaluation", "figures", "config", "max_old_worsening"),
+                   _get(manifest, "cycle", "parameters", "blocks", "gate", "max_old_worsening"))
+    return _number(limit)
 
 
 def _next_month(date: Any) -> str:
@@ -844,9 +857,12 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
         link = RawHtml(f'<a href="{html.escape(rel)}">{html.escape(summary["run"])}</a>') \
             if report.is_file() else summary["run"]
         rows.append({"run": link, "date": str(summary["date"])[:10], "kind": summary["kind"],
-                     "status": summary["status"], "samples": summary["train_samples"],
-                     "learning": _percent(summary["learning"]),
+                     "parameters": summary["parameters"], "status": summary["status"],
+                     "samples": summary["train_samples"], "replayed": summary["old_samples"],
+                     "recent loss change": _percent(None if summary["learning"] is None else -summary["learning"]),
                      "old-probe change": _good_or_bad(summary["forgetting"]),
+                     "worst old month": _worst_month(Path(summary["run_dir"])) if summary["kind"] == "update"
+                     else None,
                      "gate": summary["gate"], "version": summary["version"],
                      "cost (USD)": cost, "cumulative (USD)": round(cumulative, 4),
                      "RunPod estimate (USD)": summary.get("cloud_estimate")})
@@ -854,10 +870,11 @@ def write_index(profile: Profile, *, redact: bool = False, runs_per_year: int | 
     cloud = [{**s, "cost_actual": None, "cost_estimate": s.get("cloud_estimate")} for s in summaries]
     annual_cloud = projected_annual_cost(cloud, runs_per_year)
     sections = [(f'<p class="note">Profile {html.escape(profile.username)}: {len(summaries)} run(s). '
-                 "Learning = drop of the held-out recent loss; forgetting = rise of the old-probe loss "
-                 "(both relative to the model the run started from).</p>"),
+                 "Recent loss change = learning (the held-out loss of the new month; a drop is good); "
+                 "old-probe change = forgetting (the loss on held-out earlier months; a rise is bad). Both "
+                 "are relative to the model the run started from.</p>"),
                 "<h2>Runs</h2>" + html_table(rows),
-                "<h2>What changed against the run before</h2>" + html_table(parameter_changes(summaries)),
+                "<h2>What changed against the parent</h2>" + html_table(parameter_changes(summaries)),
                 "<h2>Cost</h2>" + html_table([{"cumulative (USD)": round(cumulative, 4),
                                                "projected annual (USD)": annual,
                                                "projected annual on RunPod (USD)": annual_cloud}])]
@@ -875,6 +892,30 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value * 100:+.1f}%"
 
 
+def _worst_month(run_dir: Path) -> Any:
+    """The old-probe month this run forgot most (``2025-06 +12.3%``), coloured like the overall change."""
+    changes = [(m, _delta(m["loss before"], m["loss after"], sign=1)) for m in old_probe_by_month(run_dir)]
+    changes = [(m, c) for m, c in changes if c is not None]
+    if not changes:
+        return None
+    month, change = max(changes, key=lambda pair: pair[1])
+    css = "good" if change <= 0 else "bad"
+    return RawHtml(f'<span class="{css}">{html.escape(month["month"])} {html.escape(_percent(change) or "")}</span>')
+
+
+def run_labels(summaries: list[Mapping[str, Any]]) -> list[str]:
+    """One distinct chart label per run: version, date and parameter set (two monthly runs on the
+    same date, one with and one without replay, must not share a bar)."""
+    labels = []
+    for summary in summaries:
+        parts = [f"v{summary['version']}" if summary.get("version") else None, str(summary["date"])[:10],
+                 summary.get("parameters") or summary.get("kind")]
+        labels.append(" ".join(str(p) for p in parts if p))
+    repeated = {label for label in labels if labels.count(label) > 1}
+    return [f"{label} ({summary['run'][-6:]})" if label in repeated else label
+            for label, summary in zip(labels, summaries, strict=True)]
+
+
 def _good_or_bad(forgetting: float | None) -> Any:
     """The old-probe change, green when the model kept (or improved) its old months, red when it forgot."""
     if forgetting is None:
@@ -884,17 +925,27 @@ def _good_or_bad(forgetting: float | None) -> Any:
 
 
 def parameter_changes(summaries: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per run, the parameters that differ from the run before it (``key: old -> new``)."""
-    out, previous = [], None
+    """Per run that built on an earlier version, the parameters that differ from the run that
+    trained that parent version (``key: parent's -> this run's``)."""
+    blocks_of = {s["run"]: dict(record_rows(_get(read_manifest(Path(s["run_dir"])).get("cycle", {}),
+                                                 "parameters", "blocks") or {})) for s in summaries}
+    run_of_version = {s["version"]: s["run"] for s in summaries if s.get("version") is not None}
+    out = []
     for summary in summaries:
-        blocks = _get(read_manifest(Path(summary["run_dir"])).get("cycle", {}), "parameters", "blocks") or {}
-        current = dict(record_rows(blocks))
-        if previous is not None:
-            changed = [f"{key}: {previous.get(key, '—')} → {current.get(key, '—')}"
-                       for key in sorted(set(previous) | set(current)) if previous.get(key) != current.get(key)]
-            out.append({"run": summary["run"], "changes": "; ".join(changed) or "none"})
-        previous = current
+        parent_run = run_of_version.get(_parent_version(Path(summary["run_dir"])))
+        if parent_run is None:
+            continue
+        previous, current = blocks_of[parent_run], blocks_of[summary["run"]]
+        changed = [f"{key}: {previous.get(key, '—')} → {current.get(key, '—')}"
+                   for key in sorted(set(previous) | set(current)) if previous.get(key) != current.get(key)]
+        out.append({"run": summary["run"], "parent": parent_run, "changes": "; ".join(changed) or "none"})
     return out
+
+
+def _parent_version(run_dir: Path) -> int | None:
+    """The registry version this run continued (its ``train_config.json`` parent), if any."""
+    parent = _get(_read_optional_json(run_dir / "train_config.json"), "parent", "version")
+    return parent if isinstance(parent, int) and not isinstance(parent, bool) else None
 
 
 def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
@@ -904,30 +955,22 @@ def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
 
     if not summaries:
         return []
-    labels = [f"{str(s['date'])[:10]} {s['kind'] or ''}".strip() for s in summaries]
+    labels = run_labels(summaries)
     size = go.Figure(layout={"title": "Dataset size per run", "barmode": "stack", "height": 340})
     size.add_bar(name="recent", x=labels, y=[s.get("recent_samples") for s in summaries])
     size.add_bar(name="old", x=labels, y=[s.get("old_samples") for s in summaries])
     size.add_scatter(name="train total", x=labels, y=[s.get("train_samples") for s in summaries],
                      mode="markers")
-    quality = go.Figure(layout={"title": "Learning and forgetting per run (relative loss change)",
-                                "height": 340, "yaxis_tickformat": ".1%"})
-    quality.add_scatter(name="learning (recent loss drop)", x=labels, y=[s.get("learning") for s in summaries],
-                        mode="lines+markers")
-    quality.add_scatter(name="forgetting (old loss rise)", x=labels, y=[s.get("forgetting") for s in summaries],
-                        mode="lines+markers")
-    costs = [cost_of(s) if s.get("status") == "succeeded" else None for s in summaries]
-    running, cumulative = 0.0, []
-    for cost in costs:
-        running += cost or 0.0
-        cumulative.append(round(running, 4))
-    money = go.Figure(layout={"title": "Cost per run and cumulative (USD)", "height": 340})
-    money.add_bar(name="per run", x=labels, y=costs)
-    money.add_scatter(name="cumulative", x=labels, y=cumulative, mode="lines+markers")
+    quality = go.Figure(layout={"title": "Loss change per run: recent (learning) and old probe (forgetting)",
+                                "height": 340, "yaxis_tickformat": ".0%", "xaxis": {"type": "category"}})
+    quality.add_bar(name="recent loss (a drop is learning)", x=labels,
+                    y=[None if s.get("learning") is None else -s["learning"] for s in summaries])
+    quality.add_bar(name="old-probe loss (a rise is forgetting)", x=labels,
+                    y=[s.get("forgetting") for s in summaries])
+    money = cost_figure(summaries, labels)
     versions = go.Figure(layout={"title": "Recent and old-probe loss of each version (after its run)",
                                  "height": 340, "xaxis": {"type": "category"}})
-    named = [f"v{s['version']} ({str(s['date'])[:10]})" if s.get("version") else labels[i]
-             for i, s in enumerate(summaries)]
+    named = labels
     versions.add_scatter(name="recent loss", x=named, y=[s.get("recent_loss_after") for s in summaries],
                          mode="lines+markers")
     versions.add_scatter(name="old-probe loss", x=named, y=[s.get("old_loss_after") for s in summaries],
@@ -939,5 +982,57 @@ def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
         if points:
             curves.add_scatter(name=name, x=[r.get("step") for r in points], y=[r["loss"] for r in points],
                                mode="lines")
-    return [size, quality, versions, curves, money]
+    by_month = forgetting_by_month_figure(summaries, labels)
+    return [size, quality, versions, *([by_month] if by_month else []), curves, money]
+
+
+def cost_figure(summaries: list[Mapping[str, Any]], labels: list[str]) -> Any:
+    """What each run cost and the running total, beside what it would have cost on RunPod: a run
+    trained here costs $0, and a chart of zeros alone says nothing."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(layout={"title": "Cost per run and cumulative (USD)", "height": 340, "barmode": "group",
+                            "xaxis": {"type": "category"}, "yaxis": {"rangemode": "tozero",
+                                                                     "tickformat": "$.2f"}})
+    series = [("paid", [cost_of(s) if s.get("status") == "succeeded" else None for s in summaries])]
+    cloud = [s.get("cloud_estimate") if s.get("status") == "succeeded" else None for s in summaries]
+    if any(value for value in cloud):
+        series.append(("RunPod estimate", cloud))
+    for name, costs in series:
+        running, cumulative = 0.0, []
+        for cost in costs:
+            running += cost or 0.0
+            cumulative.append(round(running, 4))
+        fig.add_bar(name=f"{name} per run", x=labels, y=costs)
+        fig.add_scatter(name=f"{name}, cumulative", x=labels, y=cumulative, mode="lines+markers")
+    return fig
+
+
+def forgetting_by_month_figure(summaries: list[Mapping[str, Any]], labels: list[str]) -> Any:
+    """Old-probe change per month for every update run, side by side, with the gate's limit: the
+    run that replayed old memories stays near zero, the one that did not climbs (None without
+    update runs)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(layout={"title": "Old-probe change per month, per monthly run (a rise is forgetting)",
+                            "barmode": "group", "height": 380, "yaxis_tickformat": ".0%",
+                            "xaxis": {"type": "category", "title": "month of the old probe"}})
+    limits = []
+    for label, summary in zip(labels, summaries, strict=True):
+        if summary.get("kind") != "update":
+            continue
+        months = old_probe_by_month(Path(summary["run_dir"]))
+        if not months:
+            continue
+        fig.add_bar(name=label, x=[m["month"] for m in months],
+                    y=[_delta(m["loss before"], m["loss after"], sign=1) for m in months])
+        limit = _old_limit(read_manifest(Path(summary["run_dir"])))
+        if limit is not None:
+            limits.append(limit)
+    if not fig.data:
+        return None
+    if limits:
+        fig.add_hline(y=min(limits), line_dash="dash", line_color="#b91c1c",
+                      annotation_text=f"gate limit +{min(limits):.0%}")
+    return fig
 

@@ -1,9 +1,10 @@
 """The main job end to end on a small demo profile: real notebooks, papermill, local backend,
-tiny model. One module-scoped demo (foundation, then monthly a simulated month later) feeds
-every test here, including nbval over the notebooks with their default parameters."""
+tiny model. One module-scoped demo (``make demo``: the foundation, then the same monthly run a
+simulated month later without and with replay) feeds every test here, including nbval over the notebooks with their default parameters."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from metahuman_lib.demo import DEMO_END, write_demo_profile
+from metahuman_lib.demo import write_demo_profile
 from metahuman_lib.errors import PipelineStepError
 from metahuman_lib.memory import load_memories
 from metahuman_lib.parameters import CycleFlags, resolve_parameters
@@ -30,7 +31,7 @@ from metahuman_lib.pipeline import (
     write_demo_parameters,
 )
 from metahuman_lib.profile import Profile
-from metahuman_lib.registry import get_version
+from metahuman_lib.registry import current_version, get_version
 from metahuman_lib.reports import REDACTED_NOTE, export_notebook_html, memory_text_index
 from metahuman_lib.runfolder import read_manifest
 
@@ -46,29 +47,50 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Profile, list[CycleResult]]]:
-    """The demo's two runs on an 800-memory profile, with a fake RunPod key in the environment."""
+    """``make demo`` as it ships (foundation, monthly without replay, monthly with replay) on the
+    default demo profile, with a fake RunPod key in the environment."""
     root = tmp_path_factory.mktemp("cycle-root")
-    profile = write_demo_profile(root, "demo", memories=800, months=4, seed=0, end=DEMO_END)
+    profile = write_demo_profile(root, "demo")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RUNPOD_API_KEY", FAKE_KEY)
-        results = run_demo(profile, progress=False, training={"max_steps": 6, "probe_prompts": []})
+        results = run_demo(profile, progress=False)
         yield profile, results
 
 
-def test_foundation_then_monthly_builds_on_v1(demo: tuple[Profile, list[CycleResult]]) -> None:
-    profile, (foundation, monthly) = demo
-    assert (foundation.status, monthly.status) == ("succeeded", "succeeded")
-    first, second = (read_manifest(r.run_dir) for r in (foundation, monthly))
-    assert (first["cycle"]["kind"], second["cycle"]["kind"]) == ("foundation", "update")
-    assert second["selection"]["counts"]["old_selected"] > 0
-    assert first["selection"]["counts"]["after_now"] > 0  # the foundation ignores the newest month
-    assert first["registry"]["version"] == 1 and second["registry"]["version"] == 2
-    assert get_version(profile, 2)["parent_version"] == 1
-    cost = second["cycle"]["cost"]
+def _mean_loss(run_dir: Path, tenth: int) -> float:
+    """Mean training loss over one tenth (0-9) of a run's logged steps."""
+    losses = [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    size = len(losses) // 10
+    return sum(losses[tenth * size:(tenth + 1) * size]) / size
+
+
+def test_the_demo_shows_that_replay_prevents_forgetting(demo: tuple[Profile, list[CycleResult]]) -> None:
+    """The demo's story: the foundation trains close to convergence; the same monthly run forgets
+    the old months without replay (rejected) and keeps them with replay (promoted as current)."""
+    profile, (foundation, no_replay, replay) = demo
+    assert [r.status for r in demo[1]] == ["succeeded"] * 3
+    manifests = [read_manifest(r.run_dir) for r in demo[1]]
+    assert [m["cycle"]["kind"] for m in manifests] == ["foundation", "update", "update"]
+    assert manifests[0]["selection"]["counts"]["after_now"] > 0  # the foundation ignores the newest month
+    assert _mean_loss(foundation.run_dir, 9) > 0.9 * _mean_loss(foundation.run_dir, 8)  # flattened out
+    assert manifests[1]["selection"]["counts"]["old_selected"] == 0
+    assert manifests[2]["selection"]["counts"]["old_selected"] > 0
+    forgot, kept = (m["evaluation"]["figures"] for m in manifests[1:])
+    assert forgot["recent_change_pct"] < -50 and kept["recent_change_pct"] < -50  # both learned the month
+    assert forgot["old_change_pct"] > 20 and kept["old_change_pct"] <= 2  # only one forgot
+    assert all(month["change_pct"] > 10 for month in forgot["old_by_month"])
+    assert [m["registry"]["version"] for m in manifests] == [1, 2, 3]
+    assert [get_version(profile, v)["status"] for v in (2, 3)] == ["rejected", "promoted"]
+    assert get_version(profile, 2)["parent_version"] == get_version(profile, 3)["parent_version"] == 1
+    assert current_version(profile)["version"] == 3
+    cost = manifests[2]["cycle"]["cost"]
     assert (cost["gpu"], cost["actual_usd"]) == ("cpu", 0.0) and cost["cloud_estimate_usd"] > 0
     foundation_now, monthly_now = demo_times(profile)
     assert foundation.run_dir.name.startswith(f"{foundation_now:%Y-%m-%d}")
-    assert monthly.run_dir.name.startswith(f"{monthly_now:%Y-%m-%d}")
+    assert no_replay.run_dir.name.startswith(f"{monthly_now:%Y-%m-%d}")
+    index = replay.index.read_text()
+    assert "Old-probe change per month, per monthly run" in index
+    assert "v2 2025-11-30 demo-monthly-no-replay" in index and "v3 2025-11-30 demo-monthly" in index
 
 
 def test_every_step_is_recorded_with_its_notebook_and_report(demo: tuple[Profile, list[CycleResult]]) -> None:

@@ -17,8 +17,11 @@ from metahuman_lib.reports import (
     SECRET_PLACEHOLDER,
     ReportParams,
     export_notebook_html,
+    forgetting_by_month_figure,
     memory_text_index,
+    parameter_changes,
     projected_annual_cost,
+    run_labels,
     run_summary,
     secret_values,
     write_index,
@@ -129,6 +132,8 @@ def _fake_run(profile: Profile, label: str, *, kind: str, days: int | None, cost
         "after": {"eval_recent": {"loss": recent[1]}, "eval_old": {"loss": old[1]}}})
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps({"step": i, "loss": 3 - i / 10}) + "\n"
                                                      for i in range(1, 6)))
+    if kind == "update":
+        atomic_write_json(run_dir / "train_config.json", {"parent": {"version": 1, "kind": "model"}})
     return run_dir
 
 
@@ -173,8 +178,8 @@ def test_run_report_and_index(two_runs: tuple[Profile, Path, Path], fake_key: st
     write_run_report(first)
     index = write_index(profile).read_text()
     assert "../fine-tuned-models/2025-10-31/2025-10-31-000000-aaaaaa/report.html" in index
-    assert "+20.0%" in index and '<span class="bad">+1.0%</span>' in index  # the old probe rose: forgetting
-    assert "What changed against the run before" in index and "Training loss of each run" in index
+    assert "-20.0%" in index and '<span class="bad">+1.0%</span>' in index  # the old probe rose: forgetting
+    assert "What changed against the parent" in index and "Training loss of each run" in index
     assert "Recent and old-probe loss of each version" in index
     assert ">26<" in index.replace(" ", "")  # projected annual: 4 + 11 x 2
     assert not re.search(r"<script[^>]*\bsrc=", index) and fake_key not in index
@@ -234,3 +239,32 @@ def test_a_large_gap_between_estimated_and_actual_cost_is_explained() -> None:
     assert "The estimate is 140x the actual: it adds a fixed overhead per run" in far
     assert "x the actual" not in _cost_section({"cost_estimate": 2.2, "cost_actual": 2.0})
     assert "The actual is 5x the estimate" in _cost_section({"cost_estimate": 1.0, "cost_actual": 5.0})
+
+
+def test_index_sets_sibling_monthly_runs_against_their_parent(two_runs: tuple[Profile, Path, Path]) -> None:
+    """Two monthly runs of one month on v1, one without replay: distinct labels, each compared
+    with v1's run, and the old probe per month of both in one chart with the gate's limit."""
+    profile, first, replayed = two_runs
+    forgot = _fake_run(profile, "2025-11-30-000000-cccccc", kind="update", days=30, cost=1.0,
+                       recent=(2.5, 1.9), old=(2.5, 3.0))
+    for run_dir, after in ((replayed, (2.0, 2.6)), (forgot, (3.5, 2.9))):
+        update_manifest(run_dir, lambda m: m["cycle"]["parameters"]["blocks"].update(
+            {"gate": {"max_old_worsening": 0.02}}))
+        atomic_write_json(run_dir / "metrics.json", {
+            "before": {"eval_recent": {"loss": 2.5}, "eval_old": {"loss": 2.5, "by_month": {
+                "2025-09": {"loss": 2.0, "samples": 4}, "2025-10": {"loss": 3.0, "samples": 6}}}},
+            "after": {"eval_recent": {"loss": 2.0}, "eval_old": {"loss": sum(after) / 2, "by_month": {
+                "2025-09": {"loss": after[0], "samples": 4}, "2025-10": {"loss": after[1], "samples": 6}}}}})
+    update_manifest(forgot, lambda m: m["cycle"]["parameters"]["blocks"]["selection"].update({"old_samples": 0}))
+    summaries = [run_summary(d) for d in (first, replayed, forgot)]
+    labels = run_labels(summaries)
+    assert len(set(labels)) == 3 and labels[1].startswith("v2 2025-11-30 update")
+    changes = parameter_changes(summaries)
+    assert [(c["run"], c["parent"]) for c in changes] == [(replayed.name, first.name), (forgot.name, first.name)]
+    assert "selection.old_samples: — → 0" in changes[1]["changes"]
+    chart = forgetting_by_month_figure(summaries, labels)
+    assert [trace.name for trace in chart.data] == labels[1:]
+    assert [round(y, 3) for y in chart.data[1].y] == [0.75, -0.033]
+    assert chart.layout.shapes[0].y0 == 0.02
+    index = write_index(profile).read_text()
+    assert "What changed against the parent" in index and '<span class="bad">2025-09 +75.0%</span>' in index

@@ -78,14 +78,16 @@ def demo(
     username: str = typer.Option("demo", "--username", help="Demo profile name."),
     quiet: bool = typer.Option(False, "--quiet", help="No per-cell progress bars."),
 ) -> None:
-    """The main job on the demo profile: a foundation run, then a monthly run a month later."""
-    from metahuman_lib.pipeline import run_demo
+    """The main job on the demo profile: a foundation run, then the same monthly run a month
+    later without replay (it forgets; the gate rejects it) and with replay (promoted)."""
+    from metahuman_lib.pipeline import DEMO_RUNS, run_demo
+    from metahuman_lib.reports import run_verdict
 
     profile = Profile.open(username, root)
     results = run_demo(profile, echo=typer.echo, progress=not quiet and sys.stderr.isatty())
     typer.echo("")
-    for result in results:
-        typer.echo(f"{result.run_dir.name}: {result.status} -> {result.report}")
+    for run, result in zip(DEMO_RUNS, results, strict=True):
+        typer.echo(f"{run.name}: {run_verdict(result.run_dir)[1]}\n  {result.report}")
     typer.echo(f"Reports across runs: {results[-1].index}")
 
 
