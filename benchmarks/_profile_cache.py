@@ -9,7 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metahuman_lib.demo import MARKER_NAME, write_demo_profile
+import orjson
+
+from metahuman_lib.demo import GENERATOR_VERSION, MARKER_NAME, write_demo_profile
 from metahuman_lib.profile import Profile
 
 CACHE = Path(__file__).resolve().parent / ".cache"
@@ -19,7 +21,8 @@ def cached_profile(memories: int) -> Profile:
     """The demo-generated benchmark profile (seed 0), written once under ``benchmarks/.cache/``."""
     root = CACHE / f"load-{memories}"
     profile = Profile(root, "bench")
-    if not (profile.profile_dir / MARKER_NAME).is_file():
+    marker = profile.profile_dir / MARKER_NAME
+    if not marker.is_file() or orjson.loads(marker.read_bytes()).get("version") != GENERATOR_VERSION:
         print(f"building a {memories}-memory profile under {root} (once) ...", flush=True)
         started = time.perf_counter()
         months = max(6, memories // 2500)

@@ -257,8 +257,6 @@ class Fingerprints:
         keys: one order-sensitive 64-bit key per text (0 for a text without words).
         signatures: ``n_texts x num_perm`` MinHash signatures, or None when only exact
             duplicates are wanted.
-        refined: ``n_texts x 64`` signatures that sharpen the estimate of candidate pairs
-            (computed with the others, where the texts are, so the search itself stays short).
         shingles: the 3-word shingle hashes of all texts, each text's in one run.
         starts, lengths: where each text's run of ``shingles`` is.
 
@@ -268,7 +266,6 @@ class Fingerprints:
 
     keys: np.ndarray
     signatures: np.ndarray | None
-    refined: np.ndarray | None
     shingles: np.ndarray
     starts: np.ndarray
     lengths: np.ndarray
@@ -279,8 +276,7 @@ class Fingerprints:
     def take(self, indices: np.ndarray) -> Fingerprints:
         """The fingerprints of the texts at ``indices``, in that order."""
         signatures = None if self.signatures is None else self.signatures[indices]
-        refined = None if self.refined is None else self.refined[indices]
-        return Fingerprints(self.keys[indices], signatures, refined, self.shingles,
+        return Fingerprints(self.keys[indices], signatures, self.shingles,
                             self.starts[indices], self.lengths[indices])
 
     def shingles_of(self, text: int) -> np.ndarray:
@@ -295,7 +291,7 @@ def fingerprint(texts: Sequence[str], num_perm: int | None = 32) -> Fingerprints
     keys = _exact_keys(words, docs, n_texts)
     if num_perm is None:
         nothing = np.zeros(n_texts, dtype=np.int64)
-        return Fingerprints(keys, None, None, np.empty(0, np.uint32), nothing, nothing)
+        return Fingerprints(keys, None, np.empty(0, np.uint32), nothing, nothing)
     first = _first_of_equal(keys)
     in_fresh = (first < 0)[docs]
     words, docs = words[in_fresh], docs[in_fresh]
@@ -303,12 +299,10 @@ def fingerprint(texts: Sequence[str], num_perm: int | None = 32) -> Fingerprints
     starts = np.searchsorted(docs, np.arange(n_texts))
     lengths = np.bincount(docs, minlength=n_texts).astype(np.int64)
     signatures = minhash_signatures(shingles, docs, n_texts, num_perm)
-    refined = minhash_signatures(shingles, docs, n_texts, _REFINED_PERM)
     repeats = np.flatnonzero(first >= 0)  # the same words: share the first one's shingles
     starts[repeats], lengths[repeats] = starts[first[repeats]], lengths[first[repeats]]
     signatures[repeats] = signatures[first[repeats]]
-    refined[repeats] = refined[first[repeats]]
-    return Fingerprints(keys, signatures, refined, shingles, starts, lengths)
+    return Fingerprints(keys, signatures, shingles, starts, lengths)
 
 
 def join_fingerprints(parts: Sequence[Fingerprints]) -> Fingerprints:
@@ -316,14 +310,12 @@ def join_fingerprints(parts: Sequence[Fingerprints]) -> Fingerprints:
     if len(parts) == 1:
         return parts[0]
     offsets = np.cumsum([0] + [part.shingles.size for part in parts[:-1]])
-    signatures = refined = None
+    signatures = None
     if parts and all(part.signatures is not None for part in parts):
         signatures = np.concatenate([part.signatures for part in parts])
-        refined = np.concatenate([part.refined for part in parts])
     return Fingerprints(
         np.concatenate([part.keys for part in parts]) if parts else np.empty(0, np.uint64),
         signatures,
-        refined,
         np.concatenate([part.shingles for part in parts]) if parts else np.empty(0, np.uint32),
         np.concatenate([part.starts + offset for part, offset in zip(parts, offsets, strict=True)])
         if parts else np.empty(0, np.int64),
@@ -383,8 +375,16 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
 
 def _refined_agreement(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
     """MinHash agreement of each candidate pair with :data:`_REFINED_PERM` permutations: a
-    sharper estimate, so that only the pairs it keeps get the exact (per-pair) Jaccard."""
-    return (prints.refined[pairs[:, 0]] == prints.refined[pairs[:, 1]]).mean(axis=1)
+    sharper estimate, so that only the pairs it keeps get the exact (per-pair) Jaccard. The
+    signatures are computed for the candidates' texts only (a few percent of all texts)."""
+    texts, slot = np.unique(pairs, return_inverse=True)
+    lengths = prints.lengths[texts]
+    runs = np.repeat(prints.starts[texts] - np.cumsum(lengths) + lengths, lengths)
+    shingles = prints.shingles[runs + np.arange(runs.size)]
+    docs = np.repeat(np.arange(texts.size), lengths)
+    refined = minhash_signatures(shingles, docs, texts.size, _REFINED_PERM)
+    slot = slot.reshape(pairs.shape)
+    return (refined[slot[:, 0]] == refined[slot[:, 1]]).mean(axis=1)
 
 
 def _first_of_equal(keys: np.ndarray) -> np.ndarray:

@@ -229,6 +229,7 @@ class _Batch:
     words: list[int] = field(default_factory=list)
     scrubbed: list[dict[str, int] | None] = field(default_factory=list)
     filler: list[bool] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
     drops: list[tuple[int, str, str]] = field(default_factory=list)
     deferred: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
     prints: Fingerprints | None = None
@@ -237,7 +238,7 @@ class _Batch:
         """The candidates at ``indices`` (in that order) and their fingerprints; no drops."""
         taken = _Batch(*([column[index] for index in indices] for column in
                          (self.rows, self.messages, self.assistant, self.shapes, self.words,
-                          self.scrubbed, self.filler)))
+                          self.scrubbed, self.filler, self.questions)))
         if self.prints is not None:
             taken.prints = self.prints.take(np.array(indices, dtype=np.int64))
         return taken
@@ -249,7 +250,7 @@ def _join_batches(parts: list[_Batch]) -> _Batch:
     joined = _Batch()
     for part in parts:
         for name in ("rows", "messages", "assistant", "shapes", "words", "scrubbed", "filler",
-                     "drops", "deferred"):
+                     "questions", "drops", "deferred"):
             getattr(joined, name).extend(getattr(part, name))
     if parts and all(part.prints is not None for part in parts):
         joined.prints = join_fingerprints([part.prints for part in parts])
@@ -437,6 +438,7 @@ def _candidates(shaped: _Shaped, options: CurationOptions) -> tuple[_Batch, list
             turns.pop()
         assistant = [text for role, text in turns if role == "assistant"]
         batch.messages.append([{"role": role, "content": text} for role, text in turns])
+        batch.questions.append(" ".join(text for role, text in turns if role == "user"))
         batch.assistant.append("\n\n".join(assistant))
         key_texts.append("\n".join(assistant))  # the answers only: a long pasted prompt never makes two differ less
         batch.scrubbed.append(kinds.get(index))
@@ -662,7 +664,7 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
     exact, near = found.exact_of.copy(), found.near_of.copy()
     for index in np.flatnonzero((exact >= 0) | (near >= 0)).tolist():
         first = int(exact[index]) if exact[index] >= 0 else int(near[index])
-        if not _same_question(batch.messages[index], batch.messages[first], options.near_dup_threshold):
+        if not _same_question(batch.questions[index], batch.questions[first], options.near_dup_threshold):
             exact[index] = near[index] = -1  # the same answer to another question is a new sample
     repeats = np.flatnonzero(exact >= 0).tolist()
     drops += [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
@@ -677,13 +679,13 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
 _WORDS = re.compile(r"\w+")
 
 
-def _same_question(later: list[dict[str, str]], earlier: list[dict[str, str]], threshold: float) -> bool:
-    """Whether two samples answer the same question: their user turns share at least ``threshold``
-    of their words (Jaccard), or neither has one of its own."""
-    questions = [" ".join(m["content"] for m in messages if m["role"] == "user") for messages in (later, earlier)]
-    if questions[0] == questions[1]:
+def _same_question(later: str, earlier: str, threshold: float) -> bool:
+    """Whether two samples answer the same question: their user turns (joined, as in
+    ``_Batch.questions``) share at least ``threshold`` of their words (Jaccard), or neither has
+    one of its own."""
+    if later == earlier:
         return True
-    words = [set(_WORDS.findall(question.lower())) for question in questions]
+    words = [set(_WORDS.findall(question.lower())) for question in (later, earlier)]
     union = words[0] | words[1]
     return not union or len(words[0] & words[1]) / len(union) >= threshold
 

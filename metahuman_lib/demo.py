@@ -40,6 +40,10 @@ evening memories land in a folder one day before their UTC ``timestamp`` date.""
 MARKER_NAME = ".workbench-demo.json"
 """Written in the profile folder so that only a generated profile is ever overwritten."""
 
+GENERATOR_VERSION = 2
+"""Recorded in the marker; raised whenever the same arguments start to give other bytes (2: the
+month chapters), so that a cached profile (the benchmarks') is rebuilt."""
+
 _GROWTH = 5.0  # the last week gets (1 + _GROWTH) times as many memories as the first
 _HOUR_WEIGHTS = (1, 0.3, 0, 0, 0, 0, 2, 4, 5, 4, 3, 3, 5, 4, 3, 3, 3, 4, 6, 7, 8, 7, 5, 3)
 _SLUG_RUN = re.compile(r"[^a-z0-9-]+")
@@ -535,8 +539,8 @@ def write_demo_profile(root: str | os.PathLike[str] | None, username: str = DEMO
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    marker = {"generator": "metahuman_lib.demo", "username": username, "memories": memories,
-              "months": months, "seed": seed, "end": iso_utc(end)}
+    marker = {"generator": "metahuman_lib.demo", "version": GENERATOR_VERSION, "username": username,
+              "memories": memories, "months": months, "seed": seed, "end": iso_utc(end)}
     (profile.profile_dir / MARKER_NAME).write_bytes(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
     return profile
 

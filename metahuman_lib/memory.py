@@ -213,6 +213,9 @@ Row = tuple[Any, ...]
 _NAME = attrgetter("name")
 _STR_DTYPE = pd.Series([], dtype="str").dtype
 _FIRST_READ = 1 << 16
+_BATCH_FILES = 4096
+"""Files parsed (and handed to ``per_shard``) at a time: their parsed JSON, the bulk of a load's
+memory, is freed batch by batch."""
 
 
 class _Skip(Exception):
@@ -641,12 +644,19 @@ def _load(profile: Profile, max_file_bytes: int,
     walk.walk(str(profile.episodic_dir), "", None)
     files = walk.files
 
-    def parse_range(start: int, stop: int) -> tuple[dict[str, Any], list[SkippedFile], Any]:
-        rows, skipped = _parse_files(files[start:stop], max_file_bytes)
-        values = _transpose(rows)
-        return _columns(values, names), skipped, per_shard(values) if per_shard is not None else None
+    def parse_range(start: int, stop: int) -> list[tuple[dict[str, Any], list[SkippedFile], Any]]:
+        """The shard in batches of :data:`_BATCH_FILES`: each batch's parsed objects are freed
+        before the next is read, so a shard never holds more than one batch of them."""
+        batches = []
+        for low in range(start, max(stop, start + 1), _BATCH_FILES):  # an empty shard: one empty batch
+            rows, skipped = _parse_files(files[low:min(stop, low + _BATCH_FILES)], max_file_bytes)
+            values = _transpose(rows)
+            del rows
+            batches.append((_columns(values, names), skipped,
+                            per_shard(values) if per_shard is not None else None))
+        return batches
 
-    parts = map_shards(parse_range, len(files))
+    parts = [batch for shard in map_shards(parse_range, len(files)) for batch in shard]
     noted = walk.skipped + [item for _, part, _ in parts for item in part]
     skipped = [item for item in noted if item.reason not in REPAIR_REASONS]
     repaired = [item for item in noted if item.reason in REPAIR_REASONS]

@@ -1,5 +1,6 @@
 """The one-pass ``load_and_curate`` (workers curate the memories they read) gives exactly what
-``load_memories`` then ``build_samples`` give, serially or in shards, whatever the options."""
+``load_memories`` then ``build_samples`` give, serially or in shards and batches of files,
+whatever the options."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from metahuman_lib import _shards
+from metahuman_lib import _shards, memory
 from metahuman_lib.curation import CurationOptions, build_samples, load_and_curate
 from metahuman_lib.memory import load_memories
 from metahuman_lib.profile import Profile
@@ -95,6 +96,8 @@ def test_one_pass_equals_load_then_build(mixed_profile: Profile, options: Curati
     expected = _serial_reference_with(monkeypatch, mixed_profile, options, now)
     monkeypatch.setenv(_shards.WORKERS_ENV, workers)
     monkeypatch.setattr(_shards, "MIN_SHARD", 50)
+    if workers != "1":  # in shards, and each shard in batches of files
+        monkeypatch.setattr(memory, "_BATCH_FILES", 37)
     got = load_and_curate(mixed_profile, options, now=now, keep_memories=keep)
     _assert_same(got, expected)
     light = ["id", "timestamp", "type", "mode", "mode_source", "path"]
