@@ -30,7 +30,13 @@ from metahuman_lib.samples import write_samples_jsonl
 from metahuman_lib.training import train
 from metahuman_lib.training.config import TrainConfig, write_train_config
 from metahuman_lib.training.cost import FLOPS_PER_TOKEN, load_gpu_prices
-from metahuman_lib.training.memory_plan import GB, TrainShape, architecture_of, estimate_memory, plan_gpu
+from metahuman_lib.training.memory_plan import (
+    GB,
+    TrainShape,
+    architecture_of,
+    estimate_memory,
+    plan_gpu,
+)
 
 MODELS = {"qwen3-8b": ("Qwen/Qwen3-8B", "qwen3"), "qwen3-14b": ("Qwen/Qwen3-14B", "qwen3"),
           "qwen3.5-9b": ("Qwen/Qwen3.5-9B", "qwen3.5")}
