@@ -179,14 +179,17 @@ def prompt_format(tokenizer: Any, records: Sequence[dict[str, Any]], fmt: ChatFo
     """``prompt_format.json``: the first training sample, the exact text fed before its first trained
     token, the exact text trained (end marker included), and what Ollama will serve for it.
 
-    The sample is the first single exchange of the dataset (the first sample when there is none),
+    The sample is the first single exchange of the dataset, a chat where there is one (what a
+    reader of the report expects to see; a tool call's completion is JSON), else the first sample,
     so its ``[system, user]`` is a whole chat request.
 
     Raises:
         ConfigError: Ollama's rendering of the sample's request differs from the training prompt:
             the Modelfile could not serve what the model learned, so nothing is trained.
     """
-    index = next((i for i, r in enumerate(records) if _single_exchange(r["messages"])), 0)
+    exchanges = [i for i, r in enumerate(records) if _single_exchange(r["messages"])]
+    chats = (i for i in exchanges if (records[i].get("metadata") or {}).get("type") in _CHAT_TYPES)
+    index = next(chats, exchanges[0] if exchanges else 0)
     record = records[index]
     sent = with_system_prompt(record["messages"], system_prompt)
     prepared = fmt.prepare(sent)
@@ -205,6 +208,9 @@ def prompt_format(tokenizer: Any, records: Sequence[dict[str, Any]], fmt: ChatFo
     return {"chat_format": fmt.record(), "sample_index": index, "sample_id": meta.get("sample_id"),
             "messages": record["messages"], "prompt": trained_prompt, "completion": text[start:end],
             "served_prompt": served}
+
+
+_CHAT_TYPES = frozenset({"conversation", "chat", "inner_dialogue"})
 
 
 @dataclass(frozen=True)
