@@ -5,13 +5,7 @@ Each command group lives in its own module and is added to :data:`app` here.
 
 from __future__ import annotations
 
-import os
 import sys
-
-# No command multiplies matrices with numpy, and OpenBLAS's idle thread pool costs 0.13 s to
-# shut down when a command exits; one BLAS thread unless the person chose otherwise. Set before
-# anything imports numpy (the package's own names are imported lazily for this reason).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer
 
