@@ -112,6 +112,8 @@ def test_interrupting_follow_cancels_the_job(tmp_path_factory, tmp_path):
     tl.launch(plan, "local", echo=None)
     pid = read_json(tmp_path / PID_NAME)["pid"]
     wait_for(lambda: LocalBackend(echo=None).poll(tmp_path).step >= 1)
+    import ipywidgets  # noqa: F401 - loaded before the interrupt is armed, as in a notebook: on a busy
+    # machine its first import outlasts the 0.3 s and the interrupt would land inside it
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     with pytest.raises(KeyboardInterrupt):

@@ -181,15 +181,15 @@ def launch(plan: LaunchPlan, backend: str = "local", **options: Any) -> JobStatu
 def follow(plan: LaunchPlan, backend: str = "local", *, poll_s: float = 1.0, timeout_s: float | None = None,
            **options: Any) -> JobStatus:
     """Show a live progress widget until the run finishes, then let the backend fetch its outputs."""
-    import ipywidgets as widgets
-    from IPython.display import display
-
     runner = _runner(backend, **options)
-    bar = widgets.IntProgress(value=0, min=0, max=1, description="training")
-    label = widgets.HTML()
-    display(widgets.VBox([bar, label]))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    try:
+    try:  # from here on an interrupt cancels the job, even one that lands while the widget is built
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        bar = widgets.IntProgress(value=0, min=0, max=1, description="training")
+        label = widgets.HTML()
+        display(widgets.VBox([bar, label]))
         status = runner.poll(plan.run_dir)
         while not status.finished and (deadline is None or time.monotonic() < deadline):
             _show(bar, label, status)
