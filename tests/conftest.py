@@ -6,7 +6,8 @@ session) and ``make_memory_file`` / ``empty_profile`` to build profiles with exa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,15 @@ def ollama_render(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, li
 
     binary = build(tmp_path_factory.mktemp("ollama-render"))
     return lambda template, messages: render(binary, template, messages)
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the test, whatever the suite inherited: a process started
+    in the background by a non-interactive shell ignores SIGINT, and a SIGINT sent to it then
+    raises nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

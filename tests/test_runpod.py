@@ -322,7 +322,7 @@ def test_polling_time_out_stops_and_terminates(sshd, fake_api, pod_dir, tmp_path
     _assert_all_terminated(fake_api)
 
 
-def test_interrupt_during_training_terminates(sshd, fake_api, pod_dir, tmp_path, tiny):
+def test_interrupt_during_training_terminates(sshd, fake_api, pod_dir, tmp_path, tiny, ctrl_c):
     run = _run_folder(tmp_path / "root", tiny, long=True)
     remote_status = pod_dir / LABEL / "run" / "status.json"
 

@@ -102,7 +102,7 @@ def test_a_trainer_that_died_silently_is_reported_failed(tmp_path):
     assert status.error.startswith("the trainer process exited (code None) without finishing; see ")
 
 
-def test_interrupting_follow_cancels_the_job(tmp_path_factory, tmp_path):
+def test_interrupting_follow_cancels_the_job(tmp_path_factory, tmp_path, ctrl_c):
     """Ctrl-C or a kernel interrupt while a notebook follows a run stops it (a pod stops billing)."""
     from metahuman_lib.training import launch as tl
     from metahuman_lib.training.config import read_train_config
