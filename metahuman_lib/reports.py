@@ -970,14 +970,13 @@ def index_figures(summaries: list[Mapping[str, Any]]) -> list[Any]:
     money = cost_figure(summaries, labels)
     versions = go.Figure(layout={"title": "Recent and old-probe loss of each version (after its run)",
                                  "height": 340, "xaxis": {"type": "category"}})
-    named = labels
-    versions.add_scatter(name="recent loss", x=named, y=[s.get("recent_loss_after") for s in summaries],
+    versions.add_scatter(name="recent loss", x=labels, y=[s.get("recent_loss_after") for s in summaries],
                          mode="lines+markers")
-    versions.add_scatter(name="old-probe loss", x=named, y=[s.get("old_loss_after") for s in summaries],
+    versions.add_scatter(name="old-probe loss", x=labels, y=[s.get("old_loss_after") for s in summaries],
                          mode="lines+markers")
     curves = go.Figure(layout={"title": "Training loss of each run", "height": 340,
                                "xaxis_title": "step", "yaxis_title": "loss"})
-    for name, summary in zip(named, summaries, strict=True):
+    for name, summary in zip(labels, summaries, strict=True):
         points = _loss_points(Path(summary["run_dir"]))
         if points:
             curves.add_scatter(name=name, x=[r.get("step") for r in points], y=[r["loss"] for r in points],
