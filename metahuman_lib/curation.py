@@ -25,11 +25,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from itertools import islice, pairwise
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from metahuman_lib._dedup import Fingerprints, duplicates_of, fingerprint, join_fingerprints
 from metahuman_lib._gc import paused_gc
@@ -52,6 +51,9 @@ from metahuman_lib.text_rules import (
     scrub_pii,
     strip_leading_filler,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXCLUDED_KINDS: dict[str, str] = {
     "rejected_by_person": "the person rejected it (metadata.reinforcementSignal is -1)",
@@ -501,6 +503,7 @@ def load_and_curate(profile: Profile, options: CurationOptions | None = None, *,
     Returns:
         The memories table (as of ``now``), the load report and the :class:`CurationResult`.
     """
+    import pandas as pd
     options = options or CurationOptions()
     columns = MEMORY_COLUMNS if keep_memories else _FINISH_COLUMNS + (
         ("user_id",) if options.username is None else ())
@@ -565,10 +568,13 @@ def _texts_of(ids: set[str], memories: pd.DataFrame, profile: Profile | None) ->
     subset = memories[memories["id"].isin(ids)]
     if "content" in subset or profile is None:
         pairs = zip(subset["id"], subset["content"], subset["response"], strict=True)
-    else:
-        rows = reread_memories(profile, subset["path"].tolist())
-        pairs = ((row[0], row[_CONTENT], row[_RESPONSE]) for row in rows if row[0] in ids)
-    return {memory_id: _first_user_text(content, response) for memory_id, content, response in pairs}
+        return {memory_id: _first_user_text(content, response) for memory_id, content, response in pairs}
+    return _texts_of_rows(reread_memories(profile, subset["path"].tolist()), ids)
+
+
+def _texts_of_rows(rows: Sequence[tuple[Any, ...]], ids: set[str]) -> dict[str, str]:
+    """Memory id -> what the person asked in it, for the memory rows read again whose id is wanted."""
+    return {row[0]: _first_user_text(row[_CONTENT], row[_RESPONSE]) for row in rows if row[0] in ids}
 
 
 _CONTENT, _RESPONSE = MEMORY_COLUMNS.index("content"), MEMORY_COLUMNS.index("response")
@@ -634,7 +640,8 @@ def _finish(batch: _Batch, ordered: pd.DataFrame, options: CurationOptions) -> C
     kept.messages = [[{"role": "system", "content": systems.get(modes[row], systems["emulation"])},
                       *messages] for row, messages in zip(kept.rows, kept.messages, strict=True)]
     return CurationResult(_samples_frame(kept, ordered), _dropped_frame(batch.drops, ordered),
-                          _stats(len(ordered), kept, batch.drops))
+                          curation_stats(len(ordered), batch.drops, kept.scrubbed, kept.shapes,
+                                         sum(kept.filler)))
 
 
 def _long_enough(batch: _Batch, options: CurationOptions,
@@ -658,22 +665,31 @@ def _drop_duplicates(batch: _Batch, ordered: pd.DataFrame, options: CurationOpti
     """The candidates that repeat no earlier one; the others become drops of ``batch``."""
     if not options.dedup or len(batch.rows) < 2 or batch.prints is None:
         return batch
-    found = duplicates_of(batch.prints, threshold=options.near_dup_threshold)
-    ids = ordered["id"].tolist()
-    rows, drops = batch.rows, batch.drops
+    keep, drops = duplicate_drops(batch.prints, batch.questions, batch.rows, ordered["id"].tolist(),
+                                  options)
+    batch.drops += drops
+    return batch.take(keep)
+
+
+def duplicate_drops(prints: Fingerprints, questions: Sequence[str], rows: Sequence[int],
+                    ids: Sequence[str], options: CurationOptions,
+                    ) -> tuple[list[int], list[tuple[int, str, str]]]:
+    """Which candidates (in priority order) repeat an earlier one: the indices of those kept,
+    and a drop ``(row, reason, detail)`` for each other (``ids`` are the memories' ids by row)."""
+    found = duplicates_of(prints, threshold=options.near_dup_threshold)
     exact, near = found.exact_of.copy(), found.near_of.copy()
     for index in np.flatnonzero((exact >= 0) | (near >= 0)).tolist():
         first = int(exact[index]) if exact[index] >= 0 else int(near[index])
-        if not _same_question(batch.questions[index], batch.questions[first], options.near_dup_threshold):
+        if not _same_question(questions[index], questions[first], options.near_dup_threshold):
             exact[index] = near[index] = -1  # the same answer to another question is a new sample
     repeats = np.flatnonzero(exact >= 0).tolist()
-    drops += [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
-              for index, first in zip(repeats, exact[repeats].tolist(), strict=True)]
+    drops = [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
+             for index, first in zip(repeats, exact[repeats].tolist(), strict=True)]
     similar = np.flatnonzero((exact < 0) & (near >= 0)).tolist()
     drops += [(rows[index], "near_duplicate", f"Jaccard {similarity:.2f} with {ids[rows[first]]}")
               for index, first, similarity in zip(similar, near[similar].tolist(),
                                                   found.near_similarity[similar].tolist(), strict=True)]
-    return batch.take(np.flatnonzero((exact < 0) & (near < 0)).tolist())
+    return np.flatnonzero((exact < 0) & (near < 0)).tolist(), drops
 
 
 _WORDS = re.compile(r"\w+")
@@ -691,6 +707,7 @@ def _same_question(later: str, earlier: str, threshold: float) -> bool:
 
 
 def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     if not kept.rows:
         return empty_samples()
     rows = np.array(kept.rows, dtype=np.int64)
@@ -717,6 +734,7 @@ def _samples_frame(kept: _Batch, ordered: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dropped_frame(drops: list[tuple[int, str, str]], ordered: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     drops = sorted(drops)
     rows = [row for row, _, _ in drops]
     needed = ordered[[name for name in ("id", "path", "type") if name in ordered]]
@@ -731,19 +749,22 @@ def _dropped_frame(drops: list[tuple[int, str, str]], ordered: pd.DataFrame) -> 
     })
 
 
-def _stats(total: int, kept: _Batch, drops: list[tuple[int, str, str]]) -> dict[str, int]:
+def curation_stats(memories: int, drops: Sequence[tuple[int, str, str]],
+                   scrubbed: Sequence[dict[str, int] | None], shapes: Sequence[str],
+                   filler_stripped: int) -> dict[str, int]:
+    """:attr:`CurationResult.stats` from the drops and, per kept sample, its scrub counts and shape."""
     reasons = Counter(reason for _, reason, _ in drops)
-    scrubbed: Counter[str] = Counter()
-    for counts in kept.scrubbed:
+    scrub_counts: Counter[str] = Counter()
+    for counts in scrubbed:
         if counts:  # few are; Counter.update costs a call even when empty
-            scrubbed.update(counts)
-    shapes = Counter(kept.shapes)
-    stats = {"memories": total, "kept": len(kept.rows)}
+            scrub_counts.update(counts)
+    shape_counts = Counter(shapes)
+    stats = {"memories": memories, "kept": len(shapes)}
     stats.update({f"dropped_{reason}": reasons.get(reason, 0) for reason in DROP_REASONS})
     stats["duplicates_exact"] = reasons.get("exact_duplicate", 0)
     stats["duplicates_near"] = reasons.get("near_duplicate", 0)
-    stats.update({f"scrubbed_{kind}": scrubbed.get(kind, 0) for kind in SCRUB_KINDS})
-    stats["scrubbed_total"] = sum(scrubbed.values())
-    stats["filler_stripped"] = sum(kept.filler)
-    stats.update({f"shape_{shape}": shapes.get(shape, 0) for shape in SHAPES})
+    stats.update({f"scrubbed_{kind}": scrub_counts.get(kind, 0) for kind in SCRUB_KINDS})
+    stats["scrubbed_total"] = sum(scrub_counts.values())
+    stats["filler_stripped"] = filler_stripped
+    stats.update({f"shape_{shape}": shape_counts.get(shape, 0) for shape in SHAPES})
     return stats

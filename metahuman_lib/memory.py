@@ -21,17 +21,17 @@ from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import orjson
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
 from metahuman_lib.profile import Profile
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024
 """Files above this size are skipped (``too_large``): a memory's content is capped at 50,000
@@ -159,6 +159,7 @@ class LoadReport:
 
     def to_frame(self) -> pd.DataFrame:
         """The skipped files as a table with columns ``path``, ``reason``, ``detail``."""
+        import pandas as pd
         return pd.DataFrame(
             {
                 "path": [item.path for item in self.skipped],
@@ -211,7 +212,6 @@ Row = tuple[Any, ...]
 
 
 _NAME = attrgetter("name")
-_STR_DTYPE = pd.Series([], dtype="str").dtype
 _FIRST_READ = 1 << 16
 _BATCH_FILES = 4096
 """Files parsed (and handed to ``per_shard``) at a time: their parsed JSON, the bulk of a load's
@@ -237,6 +237,7 @@ def _transpose(rows: list[Row]) -> dict[str, tuple[Any, ...]]:
 def _columns(values: dict[str, tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, Any]:
     """The ``names`` columns as Arrow strings, numpy numbers and lists for the rest: they pickle
     fast, so a worker's shard of the table travels to the parent cheaply."""
+    import pyarrow as pa
     data: dict[str, Any] = {}
     for name in names:
         column = values[name]
@@ -252,6 +253,7 @@ def _columns(values: dict[str, tuple[Any, ...]], names: tuple[str, ...]) -> dict
 
 
 def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    import pyarrow as pa
     if len(parts) == 1:
         return parts[0]
     data: dict[str, Any] = {}
@@ -269,6 +271,9 @@ def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def _frame(data: dict[str, Any], keep: np.ndarray | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The memories table from columns: the ``keep`` rows (all when None), sorted by time, then
     id; and for every input row its index in the table (-1 for rows not kept)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
     kept = np.flatnonzero(keep) if keep is not None else np.arange(len(data["id"]))
     if keep is not None:
         data = {name: _take(values, kept) for name, values in data.items()}
@@ -284,7 +289,7 @@ def _frame(data: dict[str, Any], keep: np.ndarray | None) -> tuple[pd.DataFrame,
         elif name == "importance":
             frame[name] = values
         elif name in _STR_COLUMNS:
-            frame[name] = pd.Series(values, dtype=_STR_DTYPE)
+            frame[name] = pd.Series(values, dtype="str")
         else:
             frame[name] = pd.Series(values, dtype=object)
     position = np.full(len(keep) if keep is not None else len(kept), -1, dtype=np.int64)
@@ -683,6 +688,8 @@ def _unique_ids(data: dict[str, Any], episodic_dir: str, skipped: list[SkippedFi
     resolution) are both kept: the later one becomes ``<id>~2`` (``~3``, ...), noted in ``repaired``
     as ``id_collision``. Returns the rows to keep, or None when all are (the usual case).
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     ids = data["id"]
     if pc.count_distinct(ids).as_py() == len(ids):
         return None

@@ -10,15 +10,15 @@ reason in words, and :func:`require_gates` turns a failure into a :class:`Pipeli
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._shards import map_shards
@@ -34,6 +34,9 @@ from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import list_run_dirs, read_manifest, update_manifest, utc_now_iso
 from metahuman_lib.text_rules import SCRUB_KINDS, count_words, texts_with_filler
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHORT_MAX_WORDS = 40
 LONG_MIN_WORDS = 101
@@ -130,8 +133,14 @@ def _word_counts(samples: pd.DataFrame) -> np.ndarray:
 
 def _month_counts(timestamps: pd.Series) -> dict[str, int]:
     """Samples per UTC month ``YYYY-MM``, in calendar order."""
-    stamps = pd.DatetimeIndex(timestamps).tz_convert("UTC").tz_localize(None)
-    months, counts = np.unique(stamps.to_numpy().astype("datetime64[M]"), return_counts=True)
+    import pandas as pd
+
+    return month_counts(pd.DatetimeIndex(timestamps).tz_convert("UTC").tz_localize(None).to_numpy())
+
+
+def month_counts(stamps: np.ndarray) -> dict[str, int]:
+    """Samples per month ``YYYY-MM``, in calendar order, of UTC ``datetime64`` times."""
+    months, counts = np.unique(stamps.astype("datetime64[M]"), return_counts=True)
     return dict(zip(np.datetime_as_string(months, unit="M").tolist(), counts.tolist(), strict=True))
 
 
@@ -159,25 +168,35 @@ def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = Non
         The :class:`QualityMetrics`; every count is exact, every percentage one decimal.
     """
     words = _word_counts(samples)
+    with_phrase = _filler_owners(samples["assistant_text"].tolist())
+    phrase_counts = {phrase: len(found) for phrase, found in with_phrase.items()}
+    filler = len(set().union(*with_phrase.values()))
+    months = _month_counts(samples["timestamp"]) if len(words) else {}
+    return measure(words, samples["mode"].tolist(), months, phrase_counts, filler, stats)
+
+
+def measure(words: np.ndarray, modes: Sequence[str], per_month: dict[str, int],
+            phrase_counts: Mapping[str, int], filler: int,
+            stats: Mapping[str, int] | None = None) -> QualityMetrics:
+    """:class:`QualityMetrics` from what was counted per sample: words, modes, samples per month,
+    samples per filler phrase and samples with any filler (see :func:`quality_metrics`)."""
     total = len(words)
     short = int((words <= SHORT_MAX_WORDS).sum())
     long = int((words >= LONG_MIN_WORDS).sum())
     medium = total - short - long
-    with_phrase = _filler_owners(samples["assistant_text"].tolist())
-    phrase_counts = {phrase: len(found) for phrase, found in with_phrase.items() if len(found)}
-    filler = len(set().union(*with_phrase.values()))
-    modes = {mode: int((samples["mode"] == mode).sum()) for mode in MODES}
-    months = _month_counts(samples["timestamp"]) if total else {}
+    mode_counts = Counter(modes)
+    counts = {mode: mode_counts.get(mode, 0) for mode in MODES}
+    found = {phrase: count for phrase, count in phrase_counts.items() if count}
     stats = dict(stats or {})
     return QualityMetrics(
         total=total, short=short, medium=medium, long=long,
         short_pct=percent(short, total), medium_pct=percent(medium, total),
         long_pct=percent(long, total), filler=filler, filler_pct=percent(filler, total),
         avg_words=_mean_one_decimal(int(words.sum()), total),
-        modes=modes, mode_pct={mode: percent(count, total) for mode, count in modes.items()},
-        per_month=months,
+        modes=counts, mode_pct={mode: percent(count, total) for mode, count in counts.items()},
+        per_month=per_month,
         length_histogram=_histogram(words),
-        top_fillers=tuple(sorted(phrase_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        top_fillers=tuple(sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))),
         memories=int(stats.get("memories", 0)),
         duplicates_exact=int(stats.get("duplicates_exact", 0)),
         duplicates_near=int(stats.get("duplicates_near", 0)),
@@ -345,6 +364,7 @@ def require_gates(results: Sequence[GateResult]) -> None:
 
 def count_recent(samples: pd.DataFrame, now: datetime, days: int = 30) -> int:
     """Samples whose timestamp lies in the ``days`` before ``now`` (the monthly 'new samples')."""
+    import pandas as pd
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     if samples.empty:
@@ -396,6 +416,7 @@ def format_metrics_block(metrics: QualityMetrics, results: Sequence[GateResult] 
 
 def metrics_table(metrics: QualityMetrics) -> pd.DataFrame:
     """The headline metrics as a two-column table (metric, value) with the seed's targets."""
+    import pandas as pd
     rows = [
         ("total samples", f"{metrics.total:,}", "> 3,000 (foundation) / > 500 new (monthly)"),
         ("memories curated", f"{metrics.memories:,}", ""),
@@ -415,6 +436,7 @@ def metrics_table(metrics: QualityMetrics) -> pd.DataFrame:
 
 def gates_table(results: Sequence[GateResult]) -> pd.DataFrame:
     """Gate results as a table (gate, status, reason)."""
+    import pandas as pd
     return pd.DataFrame([(r.name, r.status, r.reason) for r in results],
                         columns=["gate", "status", "reason"])
 
@@ -425,6 +447,7 @@ def type_coverage(memories: pd.DataFrame, result: CurationResult) -> pd.DataFram
     Columns: ``type``, ``memories``, ``samples``, ``dropped``, then one column per drop reason
     that occurred; sorted by memories, most first.
     """
+    import pandas as pd
     memories_in = memories["type"].astype(str).value_counts()
     samples_out = result.samples["type"].astype(str).value_counts()
     reasons = pd.crosstab(result.dropped["type"].astype(str), result.dropped["reason"].astype(str)) \
@@ -441,6 +464,7 @@ def type_coverage(memories: pd.DataFrame, result: CurationResult) -> pd.DataFram
 
 def monthly_volume(memories: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
     """Memories in and samples out per UTC month (columns ``month``, ``memories``, ``samples``)."""
+    import pandas as pd
     def per_month(stamps: pd.Series) -> pd.Series:
         if stamps.empty:
             return pd.Series(dtype="int64")
@@ -459,6 +483,7 @@ def sample_previews(samples: pd.DataFrame, n: int = 5, seed: int = 0,
     Display only: texts longer than ``max_chars`` are shortened with an ellipsis here; the
     dataset itself is never cut.
     """
+    import pandas as pd
     if samples.empty:
         return pd.DataFrame(columns=["sample_id", "type", "mode", "words", "user", "assistant"])
     picked = samples.sample(n=min(n, len(samples)), random_state=seed).sort_values("timestamp")
@@ -554,6 +579,7 @@ def curate_profile(profile: Profile, options: CurationOptions | None = None, *,
 
 def drop_reasons_table(result: CurationResult) -> pd.DataFrame:
     """Dropped memories per reason, with what each reason means (columns reason, memories, meaning)."""
+    import pandas as pd
     counts = result.dropped["reason"].value_counts() if len(result.dropped) else pd.Series(dtype="int64")
     rows = [(reason, int(counts.get(reason, 0)), meaning) for reason, meaning in DROP_REASONS.items()
             if counts.get(reason, 0)]
@@ -562,6 +588,7 @@ def drop_reasons_table(result: CurationResult) -> pd.DataFrame:
 
 def filler_table(metrics: QualityMetrics) -> pd.DataFrame:
     """The filler phrases found in the samples, most frequent first (columns phrase, samples)."""
+    import pandas as pd
     return pd.DataFrame(list(metrics.top_fillers), columns=["phrase", "samples"])
 
 

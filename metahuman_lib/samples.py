@@ -26,15 +26,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
 
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._io import atomic_writer
 from metahuman_lib.text_rules import count_words
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SAMPLE_COLUMNS: tuple[str, ...] = (
     "sample_id",
@@ -52,6 +54,7 @@ _METADATA_COLUMNS = ("sample_id", "memory_id", "type", "mode", "mode_source")
 
 def empty_samples() -> pd.DataFrame:
     """A samples table with the right columns and no rows."""
+    import pandas as pd
     frame = pd.DataFrame({column: pd.Series(dtype=object) for column in SAMPLE_COLUMNS})
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     frame["word_count"] = frame["word_count"].astype("int64")
@@ -68,25 +71,38 @@ def iso_timestamps(timestamps: pd.Series) -> list[str]:
     The same text as ``pd.Timestamp.isoformat`` (microseconds only when there are any,
     nanoseconds only when there are any), formatted for the whole column at once.
     """
+    import pandas as pd
+
     stamps = pd.DatetimeIndex(timestamps).tz_convert("UTC")
     nanos = stamps.as_unit("ns").asi8
-    texts = np.datetime_as_string(nanos.view("datetime64[ns]"), unit="us").tolist()
-    whole_second = (nanos % 1_000_000_000 == 0).tolist()
-    sub_micro = np.flatnonzero(nanos % 1000).tolist()
-    out = [text[:-7] + "Z" if whole else text + "Z" for text, whole in zip(texts, whole_second, strict=True)]
-    for index in sub_micro:
+    out = iso_micros(nanos // 1000)
+    for index in np.flatnonzero(nanos % 1000).tolist():
         out[index] = _iso_utc(stamps[index])
     return out
+
+
+def iso_micros(micros: np.ndarray) -> list[str]:
+    """UTC microseconds since the epoch as :func:`iso_timestamps` writes them."""
+    micros = np.asarray(micros, dtype=np.int64)
+    texts = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us").tolist()
+    whole_second = (micros % 1_000_000 == 0).tolist()
+    return [text[:-7] + "Z" if whole else text + "Z" for text, whole in zip(texts, whole_second, strict=True)]
+
+
+def sample_record(messages: list[dict[str, str]], sample_id: str, memory_id: str, memory_type: str,
+                  mode: str, mode_source: str, timestamp: str) -> dict[str, Any]:
+    """One sample as its JSONL line holds it (``timestamp`` as :func:`iso_timestamps` writes it)."""
+    return {"messages": messages,
+            "metadata": {"sample_id": sample_id, "memory_id": memory_id, "type": memory_type,
+                         "mode": mode, "mode_source": mode_source, "timestamp": timestamp}}
 
 
 def iter_records(samples: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """JSONL records for every row of a samples table, in row order."""
     columns = [samples[key].tolist() for key in ("messages", *_METADATA_COLUMNS)]
     rows = zip(*columns, iso_timestamps(samples["timestamp"]), strict=True)
-    for messages, sample_id, memory_id, memory_type, mode, mode_source, timestamp in rows:
-        yield {"messages": list(messages),
-               "metadata": {"sample_id": sample_id, "memory_id": memory_id, "type": memory_type,
-                            "mode": mode, "mode_source": mode_source, "timestamp": timestamp}}
+    for messages, *fields in rows:
+        yield sample_record(list(messages), *fields)
 
 
 def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
@@ -99,6 +115,7 @@ def write_samples_jsonl(samples: pd.DataFrame, path: Path) -> int:
 
 def records_to_samples(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Rebuild a samples table from JSONL records (the inverse of :func:`iter_records`)."""
+    import pandas as pd
     rows = []
     for record in records:
         meta = record["metadata"]

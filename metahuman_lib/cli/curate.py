@@ -1,7 +1,7 @@
 """``metahuman curate``: write the curated dataset and print the seed's quality metrics block.
 
 Replaces MetaHuman OS's ``memory-curator.ts --username U --output F``. Argument parsing and
-printing only; the work is done by :mod:`metahuman_lib.curation` and :mod:`metahuman_lib.quality`.
+printing only; the work is done by :mod:`metahuman_lib.dataset`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,16 @@ from pathlib import Path
 
 import typer
 
-from metahuman_lib._gc import paused_gc
-from metahuman_lib._io import atomic_writer
 from metahuman_lib.curation import CurationOptions
+from metahuman_lib.dataset import write_curated_dataset
 from metahuman_lib.demo import resolve_profile
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.quality import (
     GATE_KINDS,
-    curate_profile,
     failed_gates,
     format_metrics_block,
     require_gates,
 )
-from metahuman_lib.samples import write_samples_jsonl
 
 _ROOT_HELP = "MetaHuman OS root (holds profiles/ and etc/); default $METAHUMAN_ROOT or the current folder."
 _MODE_HELP = "Keep only one cognitive mode: dual, emulation or agent."
@@ -54,21 +51,15 @@ def curate(
     options = CurationOptions(username=username, mode=mode or None, scrub=not no_scrub,
                               min_words=min_words, near_dup_threshold=near_dup_threshold)
     profile = resolve_profile(username, root or None)
-    with paused_gc():  # a one-shot command: its objects live until it ends, none form cycles
-        review = curate_profile(profile, options, kind=kind, now=datetime.now(UTC),
-                                recent_days=recent_days, keep_memories=False)
-        count = write_samples_jsonl(review.curation.samples, Path(output))
-        if dropped:
-            with atomic_writer(Path(dropped)) as handle:
-                review.curation.dropped.to_csv(handle, index=False, encoding="utf-8")
-        typer.echo(f"Wrote {count:,} samples to {output}")
-        typer.echo(_file_counts("Skipped", "file", review.load_report.counts_by_reason()))
-        repaired = review.load_report.counts_repaired()
-        if repaired:
-            typer.echo(_file_counts("Repaired and kept", "memory", repaired, plural="memories"))
-        typer.echo(format_metrics_block(review.metrics, review.gates, kind))
-        gates = review.gates
-        del review  # freed while the collector is paused, so no collection scans it first
+    result = write_curated_dataset(profile, options, Path(output), kind=kind, now=datetime.now(UTC),
+                                   recent_days=recent_days, dropped=Path(dropped) if dropped else None)
+    typer.echo(f"Wrote {result.samples:,} samples to {output}")
+    typer.echo(_file_counts("Skipped", "file", result.load_report.counts_by_reason()))
+    repaired = result.load_report.counts_repaired()
+    if repaired:
+        typer.echo(_file_counts("Repaired and kept", "memory", repaired, plural="memories"))
+    typer.echo(format_metrics_block(result.metrics, result.gates, kind))
+    gates = result.gates
     if strict:
         require_gates(gates)  # a PipelineStepError: one line on stderr, exit code 2
     for result in failed_gates(gates):
