@@ -128,7 +128,7 @@ class _Worker(Generic[R]):
             if status == 0:
                 try:
                     self.result_file.seek(0)
-                    outcome, value = pickle.loads(self.result_file.read())
+                    outcome, value = pickle.load(self.result_file)  # streamed: no copy of the whole pickle
                 except Exception:  # noqa: BLE001 - a truncated result counts as a failed worker
                     outcome, value = "failed", "unreadable result"
         self.stop()
