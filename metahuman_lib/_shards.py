@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Generic, TypeVar
 
@@ -97,6 +97,84 @@ def map_shards(func: Callable[[int, int], R], total: int, *, min_shard: int | No
         for worker in workers:
             worker.stop()
     return results
+
+
+def map_pulled(func: Callable[[Iterator[int]], R], total: int, *, fork: bool = True,
+               ) -> list[tuple[list[int], R]]:
+    """Run ``func`` on all cores over tasks ``0 .. total-1`` that the processes pull from one queue.
+
+    Why a queue: when the size of each task is unknown until it runs (a folder not yet listed),
+    contiguous shards can leave one core idle while the other still works; pulling one task at
+    a time keeps both busy to the end.
+
+    Args:
+        func: does the tasks its iterator yields (pulled as it asks for them) and returns one
+            result for all of them; its result must pickle.
+        total: the number of tasks.
+        fork: False runs everything in this process (for inputs too small to be worth a fork).
+
+    Returns:
+        One ``(tasks done, result)`` per process that ran. A worker that fails is treated as in
+        :func:`map_shards`: the tasks it had not reported are done again here.
+    """
+    workers = min(worker_count(), total) if fork and sys.platform == "linux" and hasattr(os, "fork") else 1
+    if workers <= 1 or total * _TASK_BYTES > _pipe_room():
+        return [(list(range(total)), func(iter(range(total))))]
+    read_end, write_end = os.pipe()
+    try:
+        _enlarge_pipe(write_end, total * _TASK_BYTES)
+        os.write(write_end, b"".join(task.to_bytes(_TASK_BYTES, "little") for task in range(total)))
+    finally:
+        os.close(write_end)  # readers see the end of the queue once it is empty
+
+    def pull() -> Iterator[int]:
+        while chunk := os.read(read_end, _TASK_BYTES):  # one task per read; pipe reads never interleave
+            yield int.from_bytes(chunk, "little")
+
+    def run(_start: int, _stop: int) -> tuple[list[int], R]:
+        done: list[int] = []
+
+        def pulled() -> Iterator[int]:
+            for task in pull():
+                done.append(task)
+                yield task
+
+        return done, func(pulled())
+
+    forked = [_Worker(run, 0, 0) for _ in range(workers - 1)]
+    try:
+        started = time.monotonic()
+        results = [run(0, 0)]
+        deadline = time.monotonic() + PATIENCE * (time.monotonic() - started) + GRACE_S
+        results += [worker.result(deadline) for worker in forked]
+    finally:
+        for worker in forked:
+            worker.stop()
+        os.close(read_end)
+    covered = {task for done, _ in results for task in done}
+    missing = [task for task in range(total) if task not in covered]
+    if missing:
+        results.append((missing, func(iter(missing))))
+    return results
+
+
+_TASK_BYTES = 4
+
+
+def _pipe_room() -> int:
+    """The most bytes a pipe can be made to hold (Linux's ``pipe-max-size``, else 64 KiB)."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 1 << 16
+
+
+def _enlarge_pipe(fd: int, size: int) -> None:
+    if size > 1 << 16:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
 
 
 class _Worker(Generic[R]):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ import orjson
 from metahuman_lib._dedup import Fingerprints, join_fingerprints
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._io import atomic_writer
-from metahuman_lib._shards import map_shards
+from metahuman_lib._shards import map_pulled
 from metahuman_lib.curation import (
     _CURATED_COLUMNS,
     MODES,
@@ -310,23 +310,37 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
                        ) -> tuple[LoadReport, _Memories, _Lines, list[tuple[int, str, str]], np.ndarray] | None:
     """Walk, read and curate on every core, then deduplicate in time order; None when two files
     share an id (the table path renames them)."""
-    walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
-    walk.walk(str(profile.episodic_dir), "", None)
-    files = walk.files
+    base, profile_dir = str(profile.episodic_dir), str(profile.profile_dir)
+    top = _Walk(base, profile_dir)
+    top.walk(base, "", None, depth=1)  # the month folders (and the like) become the tasks
+    tasks: list[list[tuple[str, str, str | None]] | tuple[str, str, str | None]] = [top.files, *top.folders]
     systems = {mode: {"role": "system", "content": system_prompt(str(options.username), mode)}
                for mode in MODES}
 
-    def curate_range(start: int, stop: int) -> list[_Part]:
-        return [_curate_files(files[low:min(stop, low + _BATCH_FILES)], options, systems, max_file_bytes)
-                for low in range(start, stop, _BATCH_FILES)]
+    def curate_tasks(pulled: Iterator[int]) -> tuple[list[_Part], list[SkippedFile], int]:
+        """Walk the pulled folders and curate their files in batches (what each process does)."""
+        walk, parts = _Walk(base, profile_dir), []
+        for task in pulled:
+            if isinstance(tasks[task], list):
+                walk.files += tasks[task]
+            else:
+                walk.walk(*tasks[task])
+            while len(walk.files) >= _BATCH_FILES:
+                parts.append(_curate_files(walk.files[:_BATCH_FILES], options, systems, max_file_bytes))
+                del walk.files[:_BATCH_FILES]
+        if walk.files:
+            parts.append(_curate_files(walk.files, options, systems, max_file_bytes))
+        return parts, walk.skipped, walk.files_seen
 
-    parts = [part for shard in map_shards(curate_range, len(files)) for part in shard]
-    files.clear()  # 100k path tuples, no longer needed
+    done = map_pulled(curate_tasks, len(tasks), fork=len(tasks) > 2)
+    parts = [part for _, (shard, _, _) in done for part in shard]
+    skipped = top.skipped + [item for _, (_, noted, _) in done for item in noted]
+    files_seen = top.files_seen + sum(seen for _, (_, _, seen) in done)
     ids = _Texts.join([part.ids for part in parts]).tolist() if parts else []
     if len(set(ids)) < len(ids):
         return None
-    noted = walk.skipped + [item for part in parts for item in part.noted]
-    report = LoadReport(profile.episodic_dir, walk.files_seen, len(ids),
+    noted = skipped + [item for part in parts for item in part.noted]
+    report = LoadReport(profile.episodic_dir, files_seen, len(ids),
                         tuple(sorted((item for item in noted if item.reason not in REPAIR_REASONS),
                                      key=lambda item: item.path)),
                         tuple(sorted((item for item in noted if item.reason in REPAIR_REASONS),

@@ -507,16 +507,22 @@ def _without_lone_surrogates(value: Any) -> Any:
 
 
 class _Walk:
-    """The episodic tree in path order: memory files to read, and files skipped on sight."""
+    """The episodic tree in path order: memory files to read, and files skipped on sight.
+
+    With a ``depth``, the folders that many levels below the one walked are not entered but
+    listed in :attr:`folders` (each as the arguments of a walk of its own), so that several
+    processes can walk them.
+    """
 
     def __init__(self, base: str, profile_dir: str) -> None:
         self.profile_real = os.path.realpath(profile_dir)
         self.visited = {os.path.realpath(base)}
         self.files: list[tuple[str, str, str | None]] = []
+        self.folders: list[tuple[str, str, str | None]] = []
         self.skipped: list[SkippedFile] = []
         self.files_seen = 0
 
-    def walk(self, folder: str, rel_prefix: str, category: str | None) -> None:
+    def walk(self, folder: str, rel_prefix: str, category: str | None, depth: int | None = None) -> None:
         try:
             with os.scandir(folder) as iterator:
                 entries = sorted(iterator, key=_NAME)
@@ -535,7 +541,11 @@ class _Walk:
             if entry.is_symlink():
                 self._follow_link(entry, rel, rel_prefix, category)
             elif entry.is_dir(follow_symlinks=False):
-                self.walk(entry.path, rel + "/", _category(rel_prefix, entry.name, category))
+                walk = (entry.path, rel + "/", _category(rel_prefix, entry.name, category))
+                if depth == 0:
+                    self.folders.append(walk)
+                else:
+                    self.walk(*walk, None if depth is None else depth - 1)
             elif entry.is_file(follow_symlinks=False):
                 self._file(entry.path, entry.name, rel, category)
             else:
