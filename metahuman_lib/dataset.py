@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -375,7 +375,7 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
     del candidates
     joined = joined.take(np.argsort(joined.rows, kind="stable"))
     if options.dedup and len(joined) >= 2 and joined.prints is not None:
-        keep, duplicates = duplicate_drops(joined.prints, joined.questions, joined.rows.tolist(),
+        keep, duplicates = duplicate_drops(joined.prints, joined.questions.tolist(), joined.rows.tolist(),
                                            memories.ids, options)
         drops += duplicates
         joined = joined.take(np.array(keep, dtype=np.int64))
@@ -390,8 +390,7 @@ def _in_table(lines: _Lines, table_row: np.ndarray) -> _Lines:
     if not present.all():
         lines = lines.take(np.flatnonzero(present))
         rows = rows[present]
-    lines.rows = rows
-    return lines
+    return replace(lines, rows=rows)
 
 
 def _curate_deferred(deferred: list[tuple[int, tuple[Any, ...]]], memories: _Memories, profile: Profile,
