@@ -353,7 +353,7 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
     bands, rows = lsh_bands(num_perm, threshold)
     pairs = _candidate_pairs(signatures, keep, bands, rows)
     if pairs.size:
-        agree = (signatures[pairs[:, 0]] == signatures[pairs[:, 1]]).mean(axis=1)
+        agree = _agreement(signatures, pairs[:, 0], pairs[:, 1])
         pairs = pairs[agree >= max(0.0, threshold - _AGREEMENT_SLACK)]
     refined = np.zeros(0)
     if pairs.size:
@@ -378,13 +378,32 @@ def _refined_agreement(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
     sharper estimate, so that only the pairs it keeps get the exact (per-pair) Jaccard. The
     signatures are computed for the candidates' texts only (a few percent of all texts)."""
     texts, slot = np.unique(pairs, return_inverse=True)
-    lengths = prints.lengths[texts]
-    runs = np.repeat(prints.starts[texts] - np.cumsum(lengths) + lengths, lengths)
-    shingles = prints.shingles[runs + np.arange(runs.size)]
-    docs = np.repeat(np.arange(texts.size), lengths)
-    refined = minhash_signatures(shingles, docs, texts.size, _REFINED_PERM)
+    refined = np.empty((texts.size, _REFINED_PERM), dtype=np.uint32)
+    for lo in range(0, texts.size, _TEXT_CHUNK):  # a chunk of texts at a time bounds the memory
+        chunk = texts[lo : lo + _TEXT_CHUNK]
+        lengths = prints.lengths[chunk]
+        runs = np.repeat(prints.starts[chunk] - np.cumsum(lengths) + lengths, lengths)
+        docs = np.repeat(np.arange(chunk.size), lengths)
+        refined[lo : lo + chunk.size] = minhash_signatures(
+            prints.shingles[runs + np.arange(runs.size)], docs, chunk.size, _REFINED_PERM)
     slot = slot.reshape(pairs.shape)
-    return (refined[slot[:, 0]] == refined[slot[:, 1]]).mean(axis=1)
+    return _agreement(refined, slot[:, 0], slot[:, 1])
+
+
+_TEXT_CHUNK = 8192
+
+
+_PAIR_CHUNK = 8192
+"""Pairs compared at a time: the rows gathered for a comparison stay a few MB."""
+
+
+def _agreement(signatures: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The share of equal MinHash values of each pair of rows, compared a chunk of pairs at a time."""
+    agree = np.empty(first.size)
+    for lo in range(0, first.size, _PAIR_CHUNK):
+        hi = lo + _PAIR_CHUNK
+        agree[lo:hi] = (signatures[first[lo:hi]] == signatures[second[lo:hi]]).mean(axis=1)
+    return agree
 
 
 def _first_of_equal(keys: np.ndarray) -> np.ndarray:
