@@ -17,6 +17,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from metahuman_lib._shards import map_shards
+
 _SHINGLE_WORDS = 3
 _AGREEMENT_SLACK = 0.25
 _REFINED_PERM = 64
@@ -355,22 +357,39 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
     if pairs.size:
         agree = _agreement(signatures, pairs[:, 0], pairs[:, 1])
         pairs = pairs[agree >= max(0.0, threshold - _AGREEMENT_SLACK)]
-    refined = np.zeros(0)
-    if pairs.size:
-        refined = _refined_agreement(pairs, prints)
+    refined, exact = np.zeros(0), np.zeros(0)
+    if pairs.size:  # the pairs' scores, shards of them on all cores
+        scored = map_shards(lambda start, stop: _scores(pairs[start:stop], prints, threshold),
+                            len(pairs), min_shard=_MIN_PAIR_SHARD)
+        refined, exact = (np.concatenate(parts) for parts in zip(*scored, strict=True))
         keep_pair = refined >= threshold - _REFINED_SLACK
-        pairs, refined = pairs[keep_pair], refined[keep_pair]
+        pairs, refined, exact = pairs[keep_pair], refined[keep_pair], exact[keep_pair]
     order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    for (later, earlier), estimate in zip(pairs[order].tolist(), refined[order].tolist(), strict=True):
+    for (later, earlier), estimate, jaccard in zip(pairs[order].tolist(), refined[order].tolist(),
+                                                   exact[order].tolist(), strict=True):
         if near_of[later] >= 0:
             continue
-        if estimate >= threshold + _SURE_MARGIN:
-            score = estimate
-        else:
-            score = _jaccard(prints.shingles_of(later), prints.shingles_of(earlier))
+        score = estimate if estimate >= threshold + _SURE_MARGIN else jaccard
         if score >= threshold:
             near_of[later], similarity[later] = earlier, score
     return DedupResult(exact_of, near_of, similarity)
+
+
+_MIN_PAIR_SHARD = 8192
+"""Candidate pairs worth a worker process of their own (about 30 ms of scoring)."""
+
+
+def _scores(pairs: np.ndarray, prints: Fingerprints, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's refined MinHash agreement, and its exact Jaccard similarity where the refined
+    estimate leaves the verdict open (from :data:`_REFINED_SLACK` below the threshold to
+    :data:`_SURE_MARGIN` above it); NaN elsewhere."""
+    refined = _refined_agreement(pairs, prints)
+    exact = np.full(refined.size, np.nan)
+    unsure = (refined >= threshold - _REFINED_SLACK) & (refined < threshold + _SURE_MARGIN)
+    for index in np.flatnonzero(unsure).tolist():
+        later, earlier = pairs[index].tolist()
+        exact[index] = _jaccard(prints.shingles_of(later), prints.shingles_of(earlier))
+    return refined, exact
 
 
 def _refined_agreement(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
