@@ -348,8 +348,7 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
     stamps = np.concatenate([part.stamps for part in parts]) if parts else np.empty(0, np.int64)
     offsets = np.cumsum([0] + [len(part.ids) for part in parts]).tolist()
     present = np.flatnonzero(stamps <= _micros(now)) if now is not None else np.arange(len(ids))
-    order = present[np.lexsort((np.array(ids, dtype=str)[present], stamps[present]))] \
-        if present.size else present
+    order = _time_order(present, stamps, ids)
     table_row = np.full(len(ids), -1, dtype=np.int64)
     table_row[order] = np.arange(order.size)
     picks = order.tolist()
@@ -381,6 +380,20 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
         joined = joined.take(np.array(keep, dtype=np.int64))
     drops.sort()
     return report, memories, joined, drops, stamps[order[joined.rows]]
+
+
+def _time_order(rows: np.ndarray, stamps: np.ndarray, ids: list[str]) -> np.ndarray:
+    """``rows`` in the memories table's order: by time, then id (ids break the rare ties, so
+    the strings are compared only there)."""
+    order = rows[np.argsort(stamps[rows], kind="stable")]
+    times = stamps[order]
+    tied = np.flatnonzero(times[1:] == times[:-1])
+    for start in tied[np.r_[True, tied[1:] != tied[:-1] + 1]].tolist() if tied.size else []:
+        stop = start + 1
+        while stop < order.size and times[stop] == times[start]:
+            stop += 1
+        order[start:stop] = sorted(order[start:stop].tolist(), key=ids.__getitem__)
+    return order
 
 
 def _in_table(lines: _Lines, table_row: np.ndarray) -> _Lines:
