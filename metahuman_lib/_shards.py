@@ -99,25 +99,27 @@ def map_shards(func: Callable[[int, int], R], total: int, *, min_shard: int | No
     return results
 
 
-def map_pulled(func: Callable[[Iterator[int]], R], total: int, *, fork: bool = True,
-               ) -> list[tuple[list[int], R]]:
-    """Run ``func`` on all cores over tasks ``0 .. total-1`` that the processes pull from one queue.
+def map_pulled(func: Callable[[Iterator[int]], R], total: int, *,
+               worth_forking: Callable[[], bool] = lambda: True) -> list[tuple[list[int], R]]:
+    """Run ``func`` over tasks ``0 .. total-1`` that this process and its workers pull from one queue.
 
     Why a queue: when the size of each task is unknown until it runs (a folder not yet listed),
     contiguous shards can leave one core idle while the other still works; pulling one task at
-    a time keeps both busy to the end.
+    a time keeps both busy to the end. This process starts alone and forks the workers between
+    two of its tasks, as soon as ``worth_forking()`` says the work is large enough (a small
+    profile never pays for a fork).
 
     Args:
         func: does the tasks its iterator yields (pulled as it asks for them) and returns one
             result for all of them; its result must pickle.
         total: the number of tasks.
-        fork: False runs everything in this process (for inputs too small to be worth a fork).
+        worth_forking: asked in this process before each task it pulls, until it says yes.
 
     Returns:
         One ``(tasks done, result)`` per process that ran. A worker that fails is treated as in
         :func:`map_shards`: the tasks it had not reported are done again here.
     """
-    workers = min(worker_count(), total) if fork and sys.platform == "linux" and hasattr(os, "fork") else 1
+    workers = min(worker_count(), total) if sys.platform == "linux" and hasattr(os, "fork") else 1
     if workers <= 1 or total * _TASK_BYTES > _pipe_room():
         return [(list(range(total)), func(iter(range(total))))]
     read_end, write_end = os.pipe()
@@ -126,25 +128,23 @@ def map_pulled(func: Callable[[Iterator[int]], R], total: int, *, fork: bool = T
         os.write(write_end, b"".join(task.to_bytes(_TASK_BYTES, "little") for task in range(total)))
     finally:
         os.close(write_end)  # readers see the end of the queue once it is empty
+    forked: list[_Worker[tuple[list[int], R]]] = []
 
-    def pull() -> Iterator[int]:
-        while chunk := os.read(read_end, _TASK_BYTES):  # one task per read; pipe reads never interleave
-            yield int.from_bytes(chunk, "little")
-
-    def run(_start: int, _stop: int) -> tuple[list[int], R]:
+    def run(_start: int, _stop: int, *, may_fork: bool = False) -> tuple[list[int], R]:
         done: list[int] = []
 
         def pulled() -> Iterator[int]:
-            for task in pull():
-                done.append(task)
-                yield task
+            while chunk := os.read(read_end, _TASK_BYTES):  # one task per read; reads never interleave
+                if may_fork and not forked and worth_forking():
+                    forked.extend(_Worker(run, 0, 0) for _ in range(workers - 1))
+                done.append(int.from_bytes(chunk, "little"))
+                yield done[-1]
 
         return done, func(pulled())
 
-    forked = [_Worker(run, 0, 0) for _ in range(workers - 1)]
     try:
         started = time.monotonic()
-        results = [run(0, 0)]
+        results = [run(0, 0, may_fork=True)]
         deadline = time.monotonic() + PATIENCE * (time.monotonic() - started) + GRACE_S
         results += [worker.result(deadline) for worker in forked]
     finally:

@@ -66,6 +66,9 @@ from metahuman_lib.quality import (
 from metahuman_lib.samples import iso_micros, sample_record
 from metahuman_lib.text_rules import FILLER_PHRASES, texts_with_filler
 
+_FORK_FILES = 2000
+"""Files a process meets before it forks a helper: fewer cost less than the fork (about 50 ms
+of curation); more never wait long for it (the first month folder usually has that many)."""
 _DROPPED_HEADER = ("memory_id", "path", "type", "reason", "detail")
 
 
@@ -317,14 +320,18 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
     systems = {mode: {"role": "system", "content": system_prompt(str(options.username), mode)}
                for mode in MODES}
 
+    seen = [0]  # files met so far by this process, before it forks
+
     def curate_tasks(pulled: Iterator[int]) -> tuple[list[_Part], list[SkippedFile], int]:
         """Walk the pulled folders and curate their files in batches (what each process does)."""
         walk, parts = _Walk(base, profile_dir), []
         for task in pulled:
+            before = len(walk.files)
             if isinstance(tasks[task], list):
                 walk.files += tasks[task]
             else:
                 walk.walk(*tasks[task])
+            seen[0] += len(walk.files) - before
             while len(walk.files) >= _BATCH_FILES:
                 parts.append(_curate_files(walk.files[:_BATCH_FILES], options, systems, max_file_bytes))
                 del walk.files[:_BATCH_FILES]
@@ -332,7 +339,7 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
             parts.append(_curate_files(walk.files, options, systems, max_file_bytes))
         return parts, walk.skipped, walk.files_seen
 
-    done = map_pulled(curate_tasks, len(tasks), fork=len(tasks) > 2)
+    done = map_pulled(curate_tasks, len(tasks), worth_forking=lambda: seen[0] >= _FORK_FILES)
     parts = [part for _, (shard, _, _) in done for part in shard]
     skipped = top.skipped + [item for _, (_, noted, _) in done for item in noted]
     files_seen = top.files_seen + sum(seen for _, (_, _, seen) in done)
