@@ -591,18 +591,9 @@ def _curate_rows(columns: list[Sequence[Any]], first_row: int, options: Curation
     batch = _Batch()
     drops = batch.drops
     shaped = _Shaped()
-    first_of: dict[tuple[Any, ...], int] = {}
-    repeats: list[tuple[int, int]] = []
     for row, (mtype, mode, content, response, tags, meta) in enumerate(zip(*columns, strict=True),
                                                                       start=first_row):
         meta = meta if isinstance(meta, dict) else {}
-        if not meta.get("toolName"):  # all that decides its sample: a repeat is curated once
-            key = (mtype, mode, content, response, bool(tags) and "feedback" in tags,
-                   meta.get("reinforcementSignal") == -1)
-            first = first_of.setdefault(key, row)
-            if first != row:
-                repeats.append((row, first))
-                continue
         excluded = _exclusion(mtype, tags, meta)
         if excluded is not None and excluded not in options.include:
             drops.append((row, excluded, DROP_REASONS[excluded]))
@@ -621,36 +612,10 @@ def _curate_rows(columns: list[Sequence[Any]], first_row: int, options: Curation
     if len(keep) < len(candidates.rows):
         key_texts = [key_texts[index] for index in keep]
         candidates = candidates.take(keep)
+    candidates.drops, candidates.deferred = drops, batch.deferred
     if options.dedup:
         candidates.prints = fingerprint(key_texts, options.num_perm
                                         if options.near_dup_threshold < 1.0 else None)
-    if repeats:
-        candidates = _with_repeats(candidates, drops, repeats)
-    candidates.drops, candidates.deferred = drops, batch.deferred
-    return candidates
-
-
-def _with_repeats(candidates: _Batch, drops: list[tuple[int, str, str]],
-                  repeats: list[tuple[int, int]]) -> _Batch:
-    """Give each repeated memory ``(row, row of its first occurrence)`` the outcome of its first
-    occurrence: a copy of its candidate (appended; rows are put in order later) or its drop."""
-    index_of = {row: index for index, row in enumerate(candidates.rows)}
-    dropped = {row: (reason, detail) for row, reason, detail in drops}
-    copies = []
-    for row, first in repeats:
-        index = index_of.get(first)
-        if index is None:
-            drops.append((row, *dropped[first]))
-        else:
-            copies.append(index)
-            candidates.rows.append(row)
-    if copies:
-        originals = len(candidates.rows) - len(copies)
-        for name in ("messages", "assistant", "shapes", "words", "scrubbed", "filler", "questions"):
-            column = getattr(candidates, name)
-            column.extend([column[index] for index in copies])
-        if candidates.prints is not None:
-            candidates.prints = candidates.prints.take(np.r_[np.arange(originals), copies])
     return candidates
 
 
