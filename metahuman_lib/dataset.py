@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +28,6 @@ import orjson
 from metahuman_lib._dedup import Fingerprints, join_fingerprints
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._io import atomic_writer
-from metahuman_lib._shards import map_pulled
 from metahuman_lib.curation import (
     _CURATED_COLUMNS,
     MODES,
@@ -43,14 +42,13 @@ from metahuman_lib.curation import (
 )
 from metahuman_lib.errors import ConfigError
 from metahuman_lib.memory import (
-    _BATCH_FILES,
     DEFAULT_MAX_FILE_BYTES,
     REPAIR_REASONS,
     LoadReport,
     SkippedFile,
     _parse_files,
     _transpose,
-    _Walk,
+    read_in_batches,
     reread_memories,
 )
 from metahuman_lib.profile import Profile
@@ -66,9 +64,6 @@ from metahuman_lib.quality import (
 from metahuman_lib.samples import iso_micros, sample_record
 from metahuman_lib.text_rules import FILLER_PHRASES, texts_with_filler
 
-_FORK_FILES = 2000
-"""Files a process meets before it forks a helper: fewer cost less than the fork (about 50 ms
-of curation); more never wait long for it (the first month folder usually has that many)."""
 _DROPPED_HEADER = ("memory_id", "path", "type", "reason", "detail")
 
 
@@ -313,36 +308,10 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
                        ) -> tuple[LoadReport, _Memories, _Lines, list[tuple[int, str, str]], np.ndarray] | None:
     """Walk, read and curate on every core, then deduplicate in time order; None when two files
     share an id (the table path renames them)."""
-    base, profile_dir = str(profile.episodic_dir), str(profile.profile_dir)
-    top = _Walk(base, profile_dir)
-    top.walk(base, "", None, depth=1)  # the month folders (and the like) become the tasks
-    tasks: list[list[tuple[str, str, str | None]] | tuple[str, str, str | None]] = [top.files, *top.folders]
     systems = {mode: {"role": "system", "content": system_prompt(str(options.username), mode)}
                for mode in MODES}
-
-    seen = [0]  # files met so far by this process, before it forks
-
-    def curate_tasks(pulled: Iterator[int]) -> tuple[list[_Part], list[SkippedFile], int]:
-        """Walk the pulled folders and curate their files in batches (what each process does)."""
-        walk, parts = _Walk(base, profile_dir), []
-        for task in pulled:
-            before = len(walk.files)
-            if isinstance(tasks[task], list):
-                walk.files += tasks[task]
-            else:
-                walk.walk(*tasks[task])
-            seen[0] += len(walk.files) - before
-            while len(walk.files) >= _BATCH_FILES:
-                parts.append(_curate_files(walk.files[:_BATCH_FILES], options, systems, max_file_bytes))
-                del walk.files[:_BATCH_FILES]
-        if walk.files:
-            parts.append(_curate_files(walk.files, options, systems, max_file_bytes))
-        return parts, walk.skipped, walk.files_seen
-
-    done = map_pulled(curate_tasks, len(tasks), worth_forking=lambda: seen[0] >= _FORK_FILES)
-    parts = [part for _, (shard, _, _) in done for part in shard]
-    skipped = top.skipped + [item for _, (_, noted, _) in done for item in noted]
-    files_seen = top.files_seen + sum(seen for _, (_, _, seen) in done)
+    parts, skipped, files_seen = read_in_batches(
+        profile, lambda files: _curate_files(files, options, systems, max_file_bytes))
     ids = _Texts.join([part.ids for part in parts]).tolist() if parts else []
     if len(set(ids)) < len(ids):
         return None

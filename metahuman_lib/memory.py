@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from metahuman_lib._gc import paused_gc
-from metahuman_lib._shards import map_shards
+from metahuman_lib._shards import map_pulled
 from metahuman_lib.profile import Profile
 
 if TYPE_CHECKING:
@@ -208,6 +208,8 @@ _MODE_SET = frozenset(MODES)
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+FileRef = tuple[str, str, str | None]
+"""A memory file to read: its path, its path relative to the episodic folder, its category."""
 """One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
 
 
@@ -510,15 +512,15 @@ class _Walk:
     """The episodic tree in path order: memory files to read, and files skipped on sight.
 
     With a ``depth``, the folders that many levels below the one walked are not entered but
-    listed in :attr:`folders` (each as the arguments of a walk of its own), so that several
-    processes can walk them.
+    listed in :attr:`folders` (each as the arguments of a walk of its own, after the number of
+    files met before it), so that several processes can walk them: see :meth:`tasks`.
     """
 
     def __init__(self, base: str, profile_dir: str) -> None:
         self.profile_real = os.path.realpath(profile_dir)
         self.visited = {os.path.realpath(base)}
-        self.files: list[tuple[str, str, str | None]] = []
-        self.folders: list[tuple[str, str, str | None]] = []
+        self.files: list[FileRef] = []
+        self.folders: list[tuple[int, tuple[str, str, str | None]]] = []
         self.skipped: list[SkippedFile] = []
         self.files_seen = 0
 
@@ -543,13 +545,26 @@ class _Walk:
             elif entry.is_dir(follow_symlinks=False):
                 walk = (entry.path, rel + "/", _category(rel_prefix, entry.name, category))
                 if depth == 0:
-                    self.folders.append(walk)
+                    self.folders.append((len(self.files), walk))
                 else:
                     self.walk(*walk, None if depth is None else depth - 1)
             elif entry.is_file(follow_symlinks=False):
                 self._file(entry.path, entry.name, rel, category)
             else:
                 self._special(rel)
+
+    def tasks(self) -> list[list[FileRef] | tuple[str, str, str | None]]:
+        """The files met and the folders left for later, in path order: runs of files, and folders."""
+        tasks: list[list[FileRef] | tuple[str, str, str | None]] = []
+        start = 0
+        for files_before, folder in self.folders:
+            if files_before > start:
+                tasks.append(self.files[start:files_before])
+                start = files_before
+            tasks.append(folder)
+        if start < len(self.files):
+            tasks.append(self.files[start:])
+        return tasks
 
     def _follow_link(self, entry: os.DirEntry[str], rel: str, rel_prefix: str,
                      category: str | None) -> None:
@@ -652,33 +667,70 @@ def reread_memories(profile: Profile, paths: Iterable[str], *,
     return _parse_files(files, max_file_bytes)[0]
 
 
+_FORK_FILES = 2000
+"""Files a process meets before it forks its helpers: fewer cost less than a fork (about
+50 ms of curation); more never wait long for one (a month folder usually holds that many)."""
+
+
+def read_in_batches(profile: Profile, per_batch: Callable[[list[FileRef]], T],
+                    ) -> tuple[list[T], list[SkippedFile], int]:
+    """Walk the episodic tree and run ``per_batch`` on its memory files, on every core.
+
+    The month folders (``YYYY/MM``, ``<category>/YYYY``: two levels down) are the tasks: each
+    process pulls the next one, walks it and hands its files to ``per_batch`` in batches of at
+    most :data:`_BATCH_FILES` (one batch's parsed memories are freed before the next is read).
+
+    Returns:
+        The batches' results in path order, the files skipped on sight (links leaving the
+        profile, encrypted memories, ...) and the number of files the walk met.
+    """
+    base, profile_dir = str(profile.episodic_dir), str(profile.profile_dir)
+    top = _Walk(base, profile_dir)
+    top.walk(base, "", None, depth=1)
+    tasks = top.tasks()
+    seen = [0]  # files this process met before it forked its helpers
+
+    def work(pulled: Iterator[int]) -> tuple[list[tuple[int, int, T]], list[SkippedFile], int]:
+        walk, results = _Walk(base, profile_dir), []
+        walk.visited |= top.visited
+        for task in pulled:
+            item = tasks[task]
+            if isinstance(item, list):
+                files = item
+            else:
+                walk.files = []
+                walk.walk(*item)
+                files = walk.files
+            seen[0] += len(files)
+            for number, low in enumerate(range(0, len(files), _BATCH_FILES)):
+                results.append((task, number, per_batch(files[low : low + _BATCH_FILES])))
+        return results, walk.skipped, walk.files_seen
+
+    done = map_pulled(work, len(tasks), worth_forking=lambda: seen[0] >= _FORK_FILES)
+    ordered = sorted((result for _, (results, _, _) in done for result in results), key=lambda r: r[:2])
+    skipped = top.skipped + [item for _, (_, noted, _) in done for item in noted]
+    return [value for _, _, value in ordered], skipped, top.files_seen + sum(count for _, (_, _, count) in done)
+
+
 def _load(profile: Profile, max_file_bytes: int,
           per_shard: Callable[[dict[str, tuple[Any, ...]]], T] | None, names: tuple[str, ...],
           ) -> tuple[pd.DataFrame, LoadReport, list[ShardResult[T]]]:
-    walk = _Walk(str(profile.episodic_dir), str(profile.profile_dir))
-    walk.walk(str(profile.episodic_dir), "", None)
-    files = walk.files
+    def parse_batch(files: list[FileRef]) -> tuple[dict[str, Any], list[SkippedFile], Any]:
+        rows, skipped = _parse_files(files, max_file_bytes)
+        values = _transpose(rows)
+        del rows
+        return _columns(values, names), skipped, per_shard(values) if per_shard is not None else None
 
-    def parse_range(start: int, stop: int) -> list[tuple[dict[str, Any], list[SkippedFile], Any]]:
-        """The shard in batches of :data:`_BATCH_FILES`: each batch's parsed objects are freed
-        before the next is read, so a shard never holds more than one batch of them."""
-        batches = []
-        for low in range(start, max(stop, start + 1), _BATCH_FILES):  # an empty shard: one empty batch
-            rows, skipped = _parse_files(files[low:min(stop, low + _BATCH_FILES)], max_file_bytes)
-            values = _transpose(rows)
-            del rows
-            batches.append((_columns(values, names), skipped,
-                            per_shard(values) if per_shard is not None else None))
-        return batches
-
-    parts = [batch for shard in map_shards(parse_range, len(files)) for batch in shard]
-    noted = walk.skipped + [item for _, part, _ in parts for item in part]
+    parts, walk_skipped, files_seen = read_in_batches(profile, parse_batch)
+    if not parts:
+        parts = [parse_batch([])]
+    noted = walk_skipped + [item for _, part, _ in parts for item in part]
     skipped = [item for item in noted if item.reason not in REPAIR_REASONS]
     repaired = [item for item in noted if item.reason in REPAIR_REASONS]
     data = _concat_columns([columns for columns, _, _ in parts])
     keep = _unique_ids(data, str(profile.episodic_dir), skipped, repaired)
     frame, position = _frame(data, keep)
-    report = LoadReport(profile.episodic_dir, walk.files_seen, len(frame),
+    report = LoadReport(profile.episodic_dir, files_seen, len(frame),
                         tuple(sorted(skipped, key=lambda item: item.path)),
                         tuple(sorted(repaired, key=lambda item: item.path)))
     results, offset = [], 0
