@@ -136,7 +136,7 @@ def map_pulled(func: Callable[[Iterator[int]], R], total: int, *,
         def pulled() -> Iterator[int]:
             while chunk := os.read(read_end, _TASK_BYTES):  # one task per read; reads never interleave
                 if may_fork and not forked and worth_forking():
-                    forked.extend(_Worker(run, 0, 0) for _ in range(workers - 1))
+                    forked.extend(_Worker(run, 0, 0, "the tasks it pulled") for _ in range(workers - 1))
                 done.append(int.from_bytes(chunk, "little"))
                 yield done[-1]
 
@@ -183,8 +183,9 @@ class _Worker(Generic[R]):
     the worker wait for the parent to read). The worker's end of a pipe closes when it exits,
     which tells the parent it is done."""
 
-    def __init__(self, func: Callable[[int, int], R], start: int, stop: int) -> None:
+    def __init__(self, func: Callable[[int, int], R], start: int, stop: int, work: str = "") -> None:
         self.func, self.start, self.stop_at = func, start, stop
+        self.work = work or f"items {start}-{stop}"
         self.result_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         read_end, write_end = os.pipe()
         with warnings.catch_warnings():  # Python >= 3.12 warns about forking with threads
@@ -212,8 +213,7 @@ class _Worker(Generic[R]):
         self.stop()
         if outcome == "ok":
             return value
-        _log.warning("worker for items %d-%d failed (%s); computing them in the main process",
-                     self.start, self.stop_at, value)
+        _log.warning("worker for %s failed (%s); computing them in the main process", self.work, value)
         return self.func(self.start, self.stop_at)
 
     def _finished_by(self, deadline: float) -> bool:

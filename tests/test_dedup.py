@@ -121,3 +121,34 @@ def test_exactly_two_candidates_that_are_near_duplicates() -> None:
     result = find_duplicates([BASE, one_word_changed], threshold=0.8)
     assert result.near_of.tolist() == [-1, 0] and result.near_similarity[1] >= 0.8
     assert find_duplicates([one_word_changed, BASE], threshold=0.8).near_of.tolist() == [-1, 0]
+
+
+def test_pairs_scored_in_shards_and_chunks_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many near-duplicate pairs, some near the threshold (exact Jaccard) and some far above it
+    (the refined estimate): scoring them on several cores, a few texts and pairs at a time,
+    changes nothing."""
+    from metahuman_lib import _dedup, _shards
+
+    rng = np.random.default_rng(7)
+    vocab = np.array([f"w{i}" for i in range(500)])
+    texts = []
+    for _ in range(300):
+        words = list(rng.choice(vocab, size=int(rng.integers(30, 120))))
+        texts.append(" ".join(words))
+        texts.append(" ".join([*words, "appended"]))
+        for changed in (1, 3, 6):
+            variant = list(words)
+            for position in rng.choice(len(words), size=changed, replace=False):
+                variant[position] = f"x{rng.integers(10**6)}"
+            texts.append(" ".join(variant))
+    monkeypatch.setenv(_shards.WORKERS_ENV, "1")
+    expected = find_duplicates(texts)
+    monkeypatch.setenv(_shards.WORKERS_ENV, "3")
+    monkeypatch.setattr(_dedup, "_MIN_PAIR_SHARD", 50)
+    monkeypatch.setattr(_dedup, "_TEXT_CHUNK", 17)
+    monkeypatch.setattr(_dedup, "_PAIR_CHUNK", 29)
+    got = find_duplicates(texts)
+    similarity = expected.near_similarity
+    assert (similarity >= 0.95).sum() > 50 and ((similarity > 0) & (similarity < 0.95)).sum() > 50
+    for name in ("exact_of", "near_of", "near_similarity"):
+        assert getattr(got, name).tolist() == getattr(expected, name).tolist()

@@ -4,14 +4,13 @@ whatever the options."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 import pytest
+from _helpers_curation import write_mixed_profile
 
 from metahuman_lib import _shards, memory
 from metahuman_lib.curation import CurationOptions, build_samples, load_and_curate
@@ -24,39 +23,8 @@ NOW = datetime(2025, 12, 20, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def mixed_profile(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Profile:
-    """The demo profile plus what needs all memories at once: tool calls whose instruction is
-    their parent's text, an id repeated in another folder, memories after NOW."""
-    root = tmp_path_factory.mktemp("mixed")
-    shutil.copytree(demo_root / "profiles", root / "profiles")
-    profile = Profile(root, "demo")
-    memories, _ = load_memories(profile)
-    chats = memories[memories["type"] == "conversation"].head(3)
-    extra = profile.episodic_dir / "2025" / "12" / "01"
-    extra.mkdir(parents=True, exist_ok=True)
-
-    def write(name: str, payload: dict[str, Any]) -> None:
-        (extra / name).write_bytes(orjson.dumps(payload))
-
-    for index, parent in enumerate([*chats["id"], "evt-missing-parent"]):
-        write(f"evt-20251201100000{index}-tool.json", {
-            "id": f"evt-20251201100000{index}", "timestamp": f"2025-12-01T10:00:0{index}.000Z",
-            "type": "tool_invocation", "content": "Invoked skill: web_search",
-            "metadata": {"cognitiveMode": "agent", "toolName": "web_search",
-                         "toolInputs": {"query": f"q{index}"}, "parentEventId": parent}})
-    write("evt-202512011000009-own.json", {
-        "id": "evt-202512011000009", "timestamp": "2025-12-01T10:00:09.000Z",
-        "type": "tool_invocation", "content": "Invoked skill: calendar",
-        "metadata": {"toolName": "calendar", "instruction": "Book the dentist",
-                     "parentEventId": chats["id"].iloc[0]}})
-    first = min(profile.episodic_dir.rglob("*.json"))
-    copy_dir = profile.episodic_dir / "zz-copies"
-    copy_dir.mkdir()
-    shutil.copy(first, copy_dir / first.name)  # the same id again, last in path order: kept as <id>~2
-    for index in range(3):
-        write(f"evt-20260105120000{index}-later.json", {
-            "id": f"evt-20260105120000{index}", "timestamp": f"2026-01-05T12:00:0{index}.000Z",
-            "type": "reflection", "content": f"A thought from the future, number {index} of three."})
-    return profile
+    """The demo profile plus what needs all memories at once (see ``write_mixed_profile``)."""
+    return write_mixed_profile(tmp_path_factory.mktemp("mixed"), demo_root, repeated_id=True)
 
 
 def _serial_reference(profile: Profile, options: CurationOptions, now: datetime | None):
@@ -96,7 +64,8 @@ def test_one_pass_equals_load_then_build(mixed_profile: Profile, options: Curati
     expected = _serial_reference_with(monkeypatch, mixed_profile, options, now)
     monkeypatch.setenv(_shards.WORKERS_ENV, workers)
     monkeypatch.setattr(_shards, "MIN_SHARD", 50)
-    if workers != "1":  # in shards, and each shard in batches of files
+    if workers != "1":  # forked early, and each month folder read in batches of files
+        monkeypatch.setattr(memory, "_FORK_FILES", 20)
         monkeypatch.setattr(memory, "_BATCH_FILES", 37)
     got = load_and_curate(mixed_profile, options, now=now, keep_memories=keep)
     _assert_same(got, expected)

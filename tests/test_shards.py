@@ -8,11 +8,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from metahuman_lib import _shards
-from metahuman_lib._shards import map_shards, shard_bounds, worker_count
+from metahuman_lib._shards import map_pulled, map_shards, shard_bounds, worker_count
 
 
 def _pid_and_squares(start: int, stop: int) -> tuple[int, list[int]]:
@@ -138,3 +139,58 @@ def test_workers_fork_from_a_process_with_other_threads(three_workers: None) -> 
         thread.join()
     assert [value for _, part in results for value in part] == [n * n for n in range(90)]
     assert len({pid for pid, _ in results}) == 3
+
+
+def _pid_and_tasks(pulled: Iterator[int]) -> tuple[int, list[int]]:
+    return os.getpid(), [task * 10 for task in pulled]
+
+
+def _all_values(results: list[tuple[list[int], tuple[int, list[int]]]]) -> list[int]:
+    return sorted(value for _, (_, values) in results for value in values)
+
+
+def test_pulled_tasks_are_each_done_once_by_some_process(three_workers: None) -> None:
+    results = map_pulled(_pid_and_tasks, 200)
+    assert _all_values(results) == [task * 10 for task in range(200)]
+    assert sorted(task for done, _ in results for task in done) == list(range(200))
+    assert all([task * 10 for task in done] == values for done, (_, values) in results)
+    assert results[0][1][0] == os.getpid() and len(results) == 3
+
+
+def test_the_helpers_are_forked_only_once_the_work_is_worth_it(three_workers: None) -> None:
+    assert [pid for _, (pid, _) in map_pulled(_pid_and_tasks, 50, worth_forking=lambda: False)] \
+        == [os.getpid()]
+    asked = []
+
+    def after_ten() -> bool:
+        asked.append(1)
+        return len(asked) > 10
+
+    results = map_pulled(_pid_and_tasks, 50, worth_forking=after_ten)
+    assert results[0][0][:10] == list(range(10))  # this process alone until the 11th task
+    assert _all_values(results) == [task * 10 for task in range(50)]
+
+
+def test_one_worker_pulls_everything_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_shards.WORKERS_ENV, "1")
+    assert map_pulled(_pid_and_tasks, 5) == [([0, 1, 2, 3, 4], (os.getpid(), [0, 10, 20, 30, 40]))]
+    assert map_pulled(_pid_and_tasks, 0) == [([], (os.getpid(), []))]
+
+
+def test_the_tasks_of_a_dead_worker_are_done_here(three_workers: None,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    parent = os.getpid()
+
+    def dies_in_workers(pulled: Iterator[int]) -> list[int]:
+        done = []
+        for task in pulled:
+            if os.getpid() != parent:
+                os._exit(3)  # after pulling a task, which is then lost with it
+            time.sleep(0.001)
+            done.append(task)
+        return done
+
+    with caplog.at_level(logging.WARNING, logger="metahuman_lib._shards"):
+        results = map_pulled(dies_in_workers, 60)
+    assert sorted(task for _, values in results for task in values) == list(range(60))
+    assert "failed" in caplog.text
