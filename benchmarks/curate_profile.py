@@ -7,10 +7,11 @@ then:
 * runs the whole ``metahuman curate`` command as a subprocess several times and prints, as
   medians, its wall time, its CPU time (user + system, its worker processes included) and its
   peak memory (the largest resident set of the command or any of its workers), plus the
-  sha256 of the JSONL it wrote (the output must not change when the code gets faster);
-* times the stages in-process: the load alone (``load_memories``), load + curate in one pass
-  (``load_and_curate``, on all cores and with ``METAHUMAN_WORKERS=1``), then the metrics and
-  the JSONL writing.
+  sha256 of the JSONL it wrote (the output must not change when the code gets faster), and
+  checks that ``METAHUMAN_WORKERS=1`` and the table path (``load_and_curate``, what notebooks
+  use) write the same bytes;
+* times the stages in-process: the load alone (``load_memories``), the command's path
+  (``dataset.write_curated_dataset``) on all cores and in one process, and the table path.
 
 Run: ``python benchmarks/curate_profile.py [--memories 100000] [--repeat 5]``.
 Targets (issue 16): the whole command in 2.2 s or less with 300 MiB or less at peak, the load
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -39,9 +41,9 @@ from _profile_cache import cached_profile, warm_page_cache
 
 from metahuman_lib._shards import WORKERS_ENV, worker_count
 from metahuman_lib.curation import CurationOptions, load_and_curate
+from metahuman_lib.dataset import write_curated_dataset
 from metahuman_lib.memory import load_memories
 from metahuman_lib.profile import Profile
-from metahuman_lib.quality import quality_metrics
 from metahuman_lib.samples import write_samples_jsonl
 
 TARGET_S = 2.2
@@ -50,13 +52,14 @@ TARGET_LOAD_S = 1.2
 TYPESCRIPT_S = 2.33
 
 
-def _command(profile: Profile, output: Path) -> tuple[float, float, float]:
+def _command(profile: Profile, output: Path, env: dict[str, str] | None = None) -> tuple[float, float, float]:
     """Wall seconds, CPU seconds and peak MiB of one whole ``metahuman curate`` command
     (interpreter start included; CPU and memory count the workers it forked, which it waits for)."""
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "metahuman_lib", "curate", "--username", "bench",
                                 "--root", str(profile.root), "--output", str(output)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status:
@@ -65,32 +68,34 @@ def _command(profile: Profile, output: Path) -> tuple[float, float, float]:
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def _timed(func, *args):
+def _timed(func, *args, **kwargs):
     started = time.perf_counter()
-    result = func(*args)
+    result = func(*args, **kwargs)
     return result, time.perf_counter() - started
 
 
-def _in_process(profile: Profile, output: Path, repeat: int, workers: str | None) -> dict[str, list[float]]:
-    """Best-of timings of the stages, with ``METAHUMAN_WORKERS`` set to ``workers`` (None: all cores)."""
-    saved = os.environ.pop(WORKERS_ENV, None)
-    if workers is not None:
-        os.environ[WORKERS_ENV] = workers
-    stages: dict[str, list[float]] = {"load alone": [], "load + curate": [], "metrics": [], "write": []}
-    try:
-        for _ in range(repeat):
-            gc.collect()
-            stages["load alone"].append(_timed(load_memories, profile)[1])
-            gc.collect()
-            (_, _, result), seconds = _timed(load_and_curate, profile, CurationOptions(username="bench"))
-            stages["load + curate"].append(seconds)
-            stages["metrics"].append(_timed(quality_metrics, result.samples, result.stats)[1])
-            stages["write"].append(_timed(write_samples_jsonl, result.samples, output)[1])
-            del result
-    finally:
-        os.environ.pop(WORKERS_ENV, None)
-        if saved is not None:
-            os.environ[WORKERS_ENV] = saved
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _in_process(profile: Profile, output: Path, repeat: int) -> dict[str, list[float]]:
+    """Best-of timings of the stages, on all cores (``one process``: ``METAHUMAN_WORKERS=1``)."""
+    options = CurationOptions(username="bench")
+    stages: dict[str, list[float]] = {"load alone": [], "curate to file": [],
+                                      "curate to file, one process": [], "table path": []}
+    for _ in range(repeat):
+        gc.collect()
+        stages["load alone"].append(_timed(load_memories, profile)[1])
+        stages["curate to file"].append(_timed(write_curated_dataset, profile, options, output)[1])
+        os.environ[WORKERS_ENV] = "1"
+        try:
+            stages["curate to file, one process"].append(
+                _timed(write_curated_dataset, profile, options, output)[1])
+        finally:
+            del os.environ[WORKERS_ENV]
+        (_, _, result), seconds = _timed(load_and_curate, profile, options)
+        stages["table path"].append(seconds)
+        del result
     return stages
 
 
@@ -110,28 +115,34 @@ def main() -> None:
     args = parser.parse_args()
     profile = cached_profile(args.memories)
     warm_page_cache(profile)
+    os.environ.pop(WORKERS_ENV, None)
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "samples.jsonl"
         runs = [_command(profile, output) for _ in tqdm(range(args.repeat), desc="whole command",
                                                          leave=False)]
-        digest = hashlib.sha256(output.read_bytes()).hexdigest()
+        digest = _digest(output)
         lines = sum(1 for _ in output.open("rb"))
-        parallel = _in_process(profile, output, max(1, args.repeat - 2), None)
-        serial = _in_process(profile, output, 1, "1")
-        serial_digest = hashlib.sha256(output.read_bytes()).hexdigest()
+        _command(profile, output, {WORKERS_ENV: "1"})
+        serial_digest = _digest(output)
+        _, _, result = load_and_curate(profile, CurationOptions(username="bench"), now=datetime.now(UTC))
+        write_samples_jsonl(result.samples, output)
+        table_digest = _digest(output)
+        del result
+        stages = _in_process(profile, output, max(1, args.repeat - 2))
     wall, cpu, peak = (statistics.median(values) for values in zip(*runs, strict=True))
+    same = {True: "the same", False: "DIFFERENT"}
     print(f"profile: {args.memories:,} memories -> {lines:,} samples written, sha256 {digest[:16]} "
-          f"({'the same' if serial_digest == digest else 'DIFFERENT'} with {WORKERS_ENV}=1)")
+          f"({same[serial_digest == digest]} with {WORKERS_ENV}=1, "
+          f"{same[table_digest == digest]} by the table path)")
     print(f"whole command `metahuman curate` (median of {args.repeat} runs, interpreter start included): "
           f"wall {wall:.2f} s (best {min(r[0] for r in runs):.2f} s), CPU {cpu:.2f} s, "
           f"peak memory {peak:.0f} MiB")
-    print(f"in-process, {worker_count()} worker processes (best of {len(parallel['write'])}):")
-    for name, seconds in parallel.items():
-        print(f"  {name:<14} {min(seconds):.2f} s")
-    print(f"  load + curate with {WORKERS_ENV}=1: {min(serial['load + curate']):.2f} s")
+    print(f"in-process, {worker_count()} worker processes (best of {len(stages['load alone'])}):")
+    for name, seconds in stages.items():
+        print(f"  {name:<28} {min(seconds):.2f} s")
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (other processes); "
           f"10M-step Python loop: {_python_speed():.2f} s CPU (about 0.4 s on an idle core)")
-    load = min(parallel["load alone"])
+    load = min(stages["load alone"])
     print(f"targets: whole command {TARGET_S} s -> {'met' if wall <= TARGET_S else 'NOT met'}; "
           f"peak {TARGET_MIB} MiB -> {'met' if peak <= TARGET_MIB else 'NOT met'}; "
           f"load {TARGET_LOAD_S} s -> {'met' if load <= TARGET_LOAD_S else 'NOT met'}; "
