@@ -553,17 +553,16 @@ class _Walk:
             else:
                 self._special(rel)
 
-    def tasks(self) -> list[list[FileRef] | tuple[str, str, str | None]]:
-        """The files met and the folders left for later, in path order: runs of files, and folders."""
+    def tasks(self, most_files: int) -> list[list[FileRef] | tuple[str, str, str | None]]:
+        """The files met and the folders left for later, in path order: runs of at most
+        ``most_files`` files (a flat folder is shared out too), and folders."""
         tasks: list[list[FileRef] | tuple[str, str, str | None]] = []
         start = 0
-        for files_before, folder in self.folders:
-            if files_before > start:
-                tasks.append(self.files[start:files_before])
-                start = files_before
-            tasks.append(folder)
-        if start < len(self.files):
-            tasks.append(self.files[start:])
+        for stop, folder in [*self.folders, (len(self.files), None)]:
+            tasks += [self.files[low : min(stop, low + most_files)] for low in range(start, stop, most_files)]
+            start = stop
+            if folder is not None:
+                tasks.append(folder)
         return tasks
 
     def _follow_link(self, entry: os.DirEntry[str], rel: str, rel_prefix: str,
@@ -687,7 +686,7 @@ def read_in_batches(profile: Profile, per_batch: Callable[[list[FileRef]], T],
     base, profile_dir = str(profile.episodic_dir), str(profile.profile_dir)
     top = _Walk(base, profile_dir)
     top.walk(base, "", None, depth=1)
-    tasks = top.tasks()
+    tasks = top.tasks(_BATCH_FILES)
     seen = [0]  # files this process met before it forked its helpers
 
     def work(pulled: Iterator[int]) -> tuple[list[tuple[int, int, T]], list[SkippedFile], int]:

@@ -502,3 +502,36 @@ def test_unlistable_folder_is_reported(empty_profile: Profile, make_memory_file:
     assert len(frame) == 1
     assert report.skipped == (SkippedFile("locked", "unreadable",
                                           "cannot list the folder: Permission denied"),)
+
+
+def test_a_flat_folder_is_shared_out_and_read_in_path_order(empty_profile: Profile,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files straight in a category folder (no date folders) become tasks of a batch each, so
+    several processes share them; the table is the same as read in one process."""
+    import orjson
+
+    from metahuman_lib import _shards, memory
+
+    flat = empty_profile.episodic_dir / "reflections"
+    flat.mkdir(parents=True)
+    for index in range(90):
+        (flat / f"evt-2025010100{index:05d}.json").write_bytes(orjson.dumps({
+            "id": f"evt-2025010100{index:05d}", "timestamp": f"2025-01-01T00:{index // 60:02d}:{index % 60:02d}Z",
+            "type": "reflection", "content": f"thought {index}"}))
+    dated = empty_profile.episodic_dir / "2025" / "02" / "01"
+    dated.mkdir(parents=True)
+    (dated / "evt-202502010000000.json").write_bytes(orjson.dumps({
+        "id": "evt-202501010000000", "timestamp": "2025-02-01T00:00:00Z", "content": "same id, earlier path"}))
+    monkeypatch.setenv(_shards.WORKERS_ENV, "1")
+    expected, expected_report = memory.load_memories(empty_profile)
+    monkeypatch.setenv(_shards.WORKERS_ENV, "3")
+    monkeypatch.setattr(memory, "_BATCH_FILES", 16)
+    monkeypatch.setattr(memory, "_FORK_FILES", 1)
+    top = memory._Walk(str(empty_profile.episodic_dir), str(empty_profile.profile_dir))
+    top.walk(str(empty_profile.episodic_dir), "", None, depth=1)
+    assert [len(task) for task in top.tasks(16) if isinstance(task, list)] == [16] * 5 + [10]
+    got, report = memory.load_memories(empty_profile)
+    pd.testing.assert_frame_equal(got, expected)
+    assert report == expected_report
+    assert report.counts_repaired() == {"id_collision": 1}  # the later path (reflections/) gets the new id
+    assert got.loc[got["content"] == "thought 0", "id"].tolist() == ["evt-202501010000000~2"]
