@@ -1,15 +1,16 @@
-"""Run one function over contiguous shards of a range on every core, with forked workers.
+"""Run one function on every core, with forked workers: over contiguous shards of a range
+(:func:`map_shards`), or over tasks that the processes pull from one queue (:func:`map_pulled`).
 
 Why: loading and curating a profile is per-memory Python work, and the GIL keeps it on one
 core. Forked workers see the parent's data without copying it in (copy-on-write), so only
-their results travel back, pickled; the parent computes the first shard itself.
+their results travel back, pickled; the parent does a share of the work itself.
 
 Safety: a worker runs only our pure computation, pickles and writes; it never logs or prints,
 and leaves with ``os._exit``. Forking a process that has other threads (a Jupyter kernel's) is
 safe for such a worker unless a lock it needs was held at the fork; so the parent never waits
 for a worker forever: a worker that fails in any way (an exception, a crash, being killed, or
-no result well after the parent finished the same amount of work) is stopped and its shard is
-computed again in the parent, where an exception then surfaces normally. Results are the same
+no result well after the parent finished the same amount of work) is stopped and its work is
+done again in the parent, where an exception then surfaces normally. Results are the same
 whichever way the shards ran. Forking is used on Linux only, for inputs worth it, and never
 with ``METAHUMAN_WORKERS=1``.
 """
