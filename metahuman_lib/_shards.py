@@ -18,17 +18,19 @@ with ``METAHUMAN_WORKERS=1``.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import pickle
 import select
 import signal
+import struct
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from itertools import pairwise
-from typing import Generic, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar
 
 R = TypeVar("R")
 
@@ -207,8 +209,7 @@ class _Worker(Generic[R]):
             outcome, value = "failed", f"exit status {status}"
             if status == 0:
                 try:
-                    self.result_file.seek(0)
-                    outcome, value = pickle.load(self.result_file)  # streamed: no copy of the whole pickle
+                    outcome, value = _read_result(self.result_file)
                 except Exception:  # noqa: BLE001 - a truncated result counts as a failed worker
                     outcome, value = "failed", "unreadable result"
         self.stop()
@@ -250,13 +251,32 @@ class _Worker(Generic[R]):
 def _run_in_worker(func: Callable[[int, int], R], start: int, stop: int, result_fd: int) -> int:
     """The worker's whole life: compute, pickle, write; the exit status (never raises)."""
     try:
+        buffers: list[pickle.PickleBuffer] = []
         try:
-            payload = pickle.dumps(("ok", func(start, stop)), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(("ok", func(start, stop)), protocol=5, buffer_callback=buffers.append)
+            raws = [buffer.raw() for buffer in buffers]
         except BaseException as exc:  # noqa: BLE001 - reported; the parent computes it again
-            payload = pickle.dumps(("failed", f"{type(exc).__name__}: {exc}"))
-        view, written = memoryview(payload), 0
-        while written < len(view):
-            written += os.write(result_fd, view[written:])
+            payload, raws = pickle.dumps(("failed", f"{type(exc).__name__}: {exc}")), []
+        header = struct.pack(f"<QQ{len(raws)}Q", len(payload), len(raws), *(raw.nbytes for raw in raws))
+        for part in (header, payload, *raws):
+            view, written = memoryview(part).cast("B"), 0
+            while written < len(view):
+                written += os.write(result_fd, view[written:])
         return 0
     except BaseException:  # noqa: BLE001 - a failed write makes the parent compute it again
         return 1
+
+
+def _read_result(result_file: BinaryIO) -> Any:
+    """A worker's pickled result. Large arrays travel out of band, after the pickle, and are
+    mapped rather than read: they become arrays over the file's pages, with no copy."""
+    size = os.fstat(result_file.fileno()).st_size
+    mapped = memoryview(mmap.mmap(result_file.fileno(), size, access=mmap.ACCESS_COPY))
+    length, count = struct.unpack_from("<QQ", mapped, 0)
+    sizes = struct.unpack_from(f"<{count}Q", mapped, 16)
+    start = 16 + 8 * count + length
+    buffers = []
+    for nbytes in sizes:
+        buffers.append(mapped[start : start + nbytes])
+        start += nbytes
+    return pickle.loads(mapped[16 + 8 * count : 16 + 8 * count + length], buffers=buffers)

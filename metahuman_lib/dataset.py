@@ -106,7 +106,10 @@ class _Texts:
     def pack(cls, items: Sequence[Any], empty: Any = "") -> _Texts:
         lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
         stop = np.cumsum(lengths)
-        return cls([empty.join(items)], np.zeros(len(items), dtype=np.int32), stop - lengths, stop)
+        joined = empty.join(items)
+        if isinstance(joined, bytes):  # as an array, the bytes leave a worker without being copied
+            joined = np.frombuffer(joined, dtype=np.uint8)
+        return cls([joined], np.zeros(len(items), dtype=np.int32), stop - lengths, stop)
 
     @classmethod
     def join(cls, parts: Sequence[_Texts]) -> _Texts:
@@ -131,7 +134,7 @@ class _Texts:
                 zip(self.blob.tolist(), self.start.tolist(), self.stop.tolist(), strict=True)]
 
     def views(self) -> list[memoryview]:
-        """The items of byte strings as views (for writing them without copying)."""
+        """The items of packed byte strings as views (for writing them without copying)."""
         views = [memoryview(blob) for blob in self.blobs]
         return [views[blob][start:stop] for blob, start, stop in
                 zip(self.blob.tolist(), self.start.tolist(), self.stop.tolist(), strict=True)]
