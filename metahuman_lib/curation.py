@@ -678,9 +678,11 @@ def duplicate_drops(prints: Fingerprints, questions: Sequence[str], rows: Sequen
     and a drop ``(row, reason, detail)`` for each other (``ids`` are the memories' ids by row)."""
     found = duplicates_of(prints, threshold=options.near_dup_threshold)
     exact, near = found.exact_of.copy(), found.near_of.copy()
+    words_of: dict[str, frozenset[str]] = {}
+    exact_of, near_of = exact.tolist(), near.tolist()
     for index in np.flatnonzero((exact >= 0) | (near >= 0)).tolist():
-        first = int(exact[index]) if exact[index] >= 0 else int(near[index])
-        if not _same_question(questions[index], questions[first], options.near_dup_threshold):
+        first = exact_of[index] if exact_of[index] >= 0 else near_of[index]
+        if not _same_question(questions[index], questions[first], options.near_dup_threshold, words_of):
             exact[index] = near[index] = -1  # the same answer to another question is a new sample
     repeats = np.flatnonzero(exact >= 0).tolist()
     drops = [(rows[index], "exact_duplicate", f"same words as {ids[rows[first]]}")
@@ -695,13 +697,19 @@ def duplicate_drops(prints: Fingerprints, questions: Sequence[str], rows: Sequen
 _WORDS = re.compile(r"\w+")
 
 
-def _same_question(later: str, earlier: str, threshold: float) -> bool:
+def _same_question(later: str, earlier: str, threshold: float,
+                   words_of: dict[str, frozenset[str]]) -> bool:
     """Whether two samples answer the same question: their user turns (joined, as in
     ``_Batch.questions``) share at least ``threshold`` of their words (Jaccard), or neither has
-    one of its own."""
+    one of its own. ``words_of`` caches each question's words: the same few prompts recur."""
     if later == earlier:
         return True
-    words = [set(_WORDS.findall(question.lower())) for question in (later, earlier)]
+    words = []
+    for question in (later, earlier):
+        found = words_of.get(question)
+        if found is None:
+            found = words_of[question] = frozenset(_WORDS.findall(question.lower()))
+        words.append(found)
     union = words[0] | words[1]
     return not union or len(words[0] & words[1]) / len(union) >= threshold
 
