@@ -334,13 +334,14 @@ def _curate_in_workers(profile: Profile, options: CurationOptions, now: datetime
     memories = _Memories(order.size, [ids[index] for index in picks],
                          _Texts.join([part.paths for part in parts]).take(order) if parts else _Texts.pack([]),
                          _Texts.join([part.types for part in parts]).take(order) if parts else _Texts.pack([]))
-    drops = [(int(table_row[offset + row]), reason, detail)
+    row_of = table_row.tolist()
+    drops = [(row_of[offset + row], reason, detail)
              for part, offset in zip(parts, offsets, strict=False)
-             for row, reason, detail in part.drops if table_row[offset + row] >= 0]
+             for row, reason, detail in part.drops if row_of[offset + row] >= 0]
     candidates = [_in_table(part.candidates, table_row[offset:offset + len(part.ids)])
                   for part, offset in zip(parts, offsets, strict=False)]
-    deferred = [(int(table_row[offset + row]), memory) for part, offset in zip(parts, offsets, strict=False)
-                for row, memory in part.deferred if table_row[offset + row] >= 0]
+    deferred = [(row_of[offset + row], memory) for part, offset in zip(parts, offsets, strict=False)
+                for row, memory in part.deferred if row_of[offset + row] >= 0]
     del parts
     if deferred:
         late, late_drops = _curate_deferred(deferred, memories, profile, options, systems)
