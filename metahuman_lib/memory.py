@@ -208,9 +208,9 @@ _MODE_SET = frozenset(MODES)
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+"""One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
 FileRef = tuple[str, str, str | None]
 """A memory file to read: its path, its path relative to the episodic folder, its category."""
-"""One memory's values in :data:`MEMORY_COLUMNS` order (the timestamp as UTC microseconds)."""
 
 
 _NAME = attrgetter("name")
