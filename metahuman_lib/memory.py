@@ -675,40 +675,46 @@ def read_in_batches(profile: Profile, per_batch: Callable[[list[FileRef]], T],
                     ) -> tuple[list[T], list[SkippedFile], int]:
     """Walk the episodic tree and run ``per_batch`` on its memory files, on every core.
 
-    The month folders (``YYYY/MM``, ``<category>/YYYY``: two levels down) are the tasks: each
-    process pulls the next one, walks it and hands its files to ``per_batch`` in batches of at
-    most :data:`_BATCH_FILES` (one batch's parsed memories are freed before the next is read).
+    The day folders (``YYYY/MM/DD``, ``<category>/YYYY/MM``: three levels down) are the tasks:
+    each process pulls the next one and walks it, and hands the files of the folders it walked
+    to ``per_batch`` in batches of :data:`_BATCH_FILES` (the last one smaller; one batch's
+    parsed memories are freed before the next is read). Small tasks keep the cores evenly busy
+    to the end; large batches keep the per-batch work efficient.
 
     Returns:
-        The batches' results in path order, the files skipped on sight (links leaving the
-        profile, encrypted memories, ...) and the number of files the walk met.
+        The batches' results, in the order the processes made them (a batch holds files of
+        several folders: put rows in path order by their paths, see :func:`_path_order`), the
+        files skipped on sight (links leaving the profile, encrypted memories, ...) and the
+        number of files the walk met.
     """
     base, profile_dir = str(profile.episodic_dir), str(profile.profile_dir)
     top = _Walk(base, profile_dir)
-    top.walk(base, "", None, depth=1)
+    top.walk(base, "", None, depth=2)
     tasks = top.tasks(_BATCH_FILES)
     seen = [0]  # files this process met before it forked its helpers
 
-    def work(pulled: Iterator[int]) -> tuple[list[tuple[int, int, T]], list[SkippedFile], int]:
-        walk, results = _Walk(base, profile_dir), []
+    def work(pulled: Iterator[int]) -> tuple[list[T], list[SkippedFile], int]:
+        walk, results, pending = _Walk(base, profile_dir), [], []
         walk.visited |= top.visited
         for task in pulled:
-            item = tasks[task]
+            item, before = tasks[task], len(pending)
             if isinstance(item, list):
-                files = item
+                pending += item
             else:
-                walk.files = []
+                walk.files = pending
                 walk.walk(*item)
-                files = walk.files
-            seen[0] += len(files)
-            for number, low in enumerate(range(0, len(files), _BATCH_FILES)):
-                results.append((task, number, per_batch(files[low : low + _BATCH_FILES])))
+            seen[0] += len(pending) - before
+            while len(pending) >= _BATCH_FILES:
+                results.append(per_batch(pending[:_BATCH_FILES]))
+                del pending[:_BATCH_FILES]
+        if pending:
+            results.append(per_batch(pending))
         return results, walk.skipped, walk.files_seen
 
     done = map_pulled(work, len(tasks), worth_forking=lambda: seen[0] >= _FORK_FILES)
-    ordered = sorted((result for _, (results, _, _) in done for result in results), key=lambda r: r[:2])
     skipped = top.skipped + [item for _, (_, noted, _) in done for item in noted]
-    return [value for _, _, value in ordered], skipped, top.files_seen + sum(count for _, (_, _, count) in done)
+    return ([value for _, (made, _, _) in done for value in made], skipped,
+            top.files_seen + sum(count for _, (_, _, count) in done))
 
 
 def _load(profile: Profile, max_file_bytes: int,
@@ -740,6 +746,12 @@ def _load(profile: Profile, max_file_bytes: int,
     return frame, report, results if per_shard is not None else []
 
 
+def _path_order(paths: list[str]) -> list[int]:
+    """Row numbers in the walk's order: by path, compared folder by folder (``2025/...`` before
+    ``2025-old/...``, though ``-`` sorts before ``/``)."""
+    return sorted(range(len(paths)), key=lambda row: paths[row].split("/"))
+
+
 def _unique_ids(data: dict[str, Any], episodic_dir: str, skipped: list[SkippedFile],
                 repaired: list[SkippedFile]) -> np.ndarray | None:
     """Make every id unique, in path order, losing no memory.
@@ -759,7 +771,9 @@ def _unique_ids(data: dict[str, Any], episodic_dir: str, skipped: list[SkippedFi
     taken = set(names)
     first: dict[str, tuple[str, str]] = {}
     renamed = False
-    for index, (memory_id, rel) in enumerate(zip(list(names), data["path"].to_pylist(), strict=True)):
+    paths = data["path"].to_pylist()
+    for index in _path_order(paths):
+        memory_id, rel = names[index], paths[index]
         real = os.path.realpath(os.path.join(episodic_dir, rel))
         if memory_id not in first:
             first[memory_id] = (rel, real)

@@ -535,3 +535,32 @@ def test_a_flat_folder_is_shared_out_and_read_in_path_order(empty_profile: Profi
     assert report == expected_report
     assert report.counts_repaired() == {"id_collision": 1}  # the later path (reflections/) gets the new id
     assert got.loc[got["content"] == "thought 0", "id"].tolist() == ["evt-202501010000000~2"]
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_the_first_in_walk_order_keeps_a_shared_id(empty_profile: Profile, workers: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folder by folder, ``2025/`` comes before ``2025-old/`` (though ``-`` sorts before ``/``),
+    whichever process read which day folder and in which batch."""
+    import orjson
+
+    from metahuman_lib import _shards, memory
+
+    for folder, content in (("2025-old/01/01", "in 2025-old"), ("2025/01/01", "in 2025")):
+        day = empty_profile.episodic_dir / folder
+        day.mkdir(parents=True)
+        (day / "evt-202501010000000.json").write_bytes(orjson.dumps({
+            "id": "evt-202501010000000", "timestamp": "2025-01-01T00:00:00Z", "content": content}))
+        for index in range(20):  # more day folders, so the tasks are shared out
+            other = empty_profile.episodic_dir / folder.replace("/01/01", f"/02/{index + 1:02d}")
+            other.mkdir(parents=True)
+            (other / f"evt-2025020{index:02d}00000{len(content)}.json").write_bytes(orjson.dumps({
+                "id": f"evt-2025020{index:02d}00000{len(content)}", "timestamp": "2025-02-01T00:00:00Z",
+                "content": f"filler {index}"}))
+    monkeypatch.setenv(_shards.WORKERS_ENV, workers)
+    monkeypatch.setattr(memory, "_FORK_FILES", 1)
+    monkeypatch.setattr(memory, "_BATCH_FILES", 3)
+    frame, _ = memory.load_memories(empty_profile)
+    assert frame.loc[frame["content"] == "in 2025", "id"].tolist() == ["evt-202501010000000"]
+    assert frame.loc[frame["content"] == "in 2025-old", "id"].tolist() == ["evt-202501010000000~2"]
+    assert memory._path_order(["2025-old/a.json", "2025/b.json", "2025/a/c.json"]) == [2, 1, 0]
