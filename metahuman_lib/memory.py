@@ -668,7 +668,7 @@ def reread_memories(profile: Profile, paths: Iterable[str], *,
 
 _FORK_FILES = 2000
 """Files a process meets before it forks its helpers: fewer cost less than a fork (about
-50 ms of curation); more never wait long for one (a month folder usually holds that many)."""
+50 ms of curation); more never wait long for one (the first month of a profile's day folders)."""
 
 
 def read_in_batches(profile: Profile, per_batch: Callable[[list[FileRef]], T],
