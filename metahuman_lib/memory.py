@@ -238,7 +238,7 @@ def _transpose(rows: list[Row]) -> dict[str, tuple[Any, ...]]:
 
 def _columns(values: dict[str, tuple[Any, ...]], names: tuple[str, ...]) -> dict[str, Any]:
     """The ``names`` columns as Arrow strings, numpy numbers and lists for the rest: they pickle
-    fast, so a worker's shard of the table travels to the parent cheaply."""
+    fast, so a worker's batches of the table travel to the parent cheaply."""
     import pyarrow as pa
     data: dict[str, Any] = {}
     for name in names:
@@ -626,10 +626,10 @@ def load_memories(
 
 @dataclass(frozen=True)
 class ShardResult(Generic[T]):
-    """What a ``per_shard`` function of :func:`load_memories_with` made of one shard of files.
+    """What a ``per_shard`` function of :func:`load_memories_with` made of one batch of files.
 
     Attributes:
-        value: the function's result for the shard's rows.
+        value: the function's result for the batch's rows.
         positions: for each of those rows, its index in the memories table (-1: a repeated id).
     """
 
@@ -644,8 +644,8 @@ def load_memories_with(
     """:func:`load_memories`, also running ``per_shard`` on the rows each worker parsed.
 
     Work that needs one memory at a time (curation's) then runs where the memory was read, in
-    parallel, before the table exists. ``per_shard`` gets the shard's memories in path order,
-    as a tuple of values per column of :data:`MEMORY_COLUMNS` (the timestamp as UTC
+    parallel, before the table exists. ``per_shard`` gets one batch of memories at a time (see
+    :func:`read_in_batches`; the batches come in no set order), as a tuple of values per column of :data:`MEMORY_COLUMNS` (the timestamp as UTC
     microseconds); its result must pickle. ``columns`` are the table's columns (``id``,
     ``timestamp`` and ``path`` always): a caller that needs only a few saves their transfer.
     """
