@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[train,cloud,dev]'
 	touch $(STAMP)
 
+# Bytecode as a regular install has it (pip compiles on install, not for -e): without it every
+# command compiles the workbench's modules first (0.06 s of each `metahuman` run, measured).
 venv: $(STAMP)
+	$(PY) -m compileall -q metahuman_lib
 
 system-deps:
 	./scripts/install-system-deps.sh

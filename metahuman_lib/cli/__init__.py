@@ -5,7 +5,9 @@ Each command group lives in its own module and is added to :data:`app` here.
 
 from __future__ import annotations
 
+import gc
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -56,6 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def run() -> NoReturn:
+    """The ``metahuman`` process: :func:`main`, then exit with its code.
+
+    Why not ``sys.exit(main())``: the interpreter's last garbage collection at exit walks every
+    object the run left behind (numpy's, typer's, pydantic's), which took 0.05 s after an empty
+    run and 0.09 s after ``metahuman curate`` on 100k memories. Frozen objects are skipped;
+    they are still freed, and a finished command has no garbage cycles left worth collecting.
+    """
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 # Command groups, each in its own module; imported after ``app`` exists because they register on it.
 from metahuman_lib.cli import curate as _curate
 from metahuman_lib.cli import cycle as _cycle
@@ -78,4 +93,4 @@ app.add_typer(_pods.app, name="pods")
 app.add_typer(_registry.app, name="registry")
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
