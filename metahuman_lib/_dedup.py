@@ -7,17 +7,43 @@ name candidate pairs. Only the few candidates are then checked with an exact Jac
 
 Words are runs of ASCII letters and digits or of non-ASCII bytes in the UTF-8 text, with ASCII
 letters case-folded, so case, punctuation and spacing never make two texts look different.
+
+The two innermost loops, MinHash signatures and the exact Jaccard of a pair, run in C
+(``metahuman_lib/_kernels.c``) where that module was built; the numpy and Python code here gives
+the same results and is used where it was not (no C compiler at install).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
 
 import numpy as np
 
 from metahuman_lib._shards import map_shards
+
+_KERNELS_VERSION = 1
+"""The ``VERSION`` of ``_kernels.c`` this code expects; a module built from an older source is
+not used (an editable install does not rebuild it when the source changes)."""
+
+
+def _load_kernels() -> ModuleType | None:
+    try:
+        from metahuman_lib import _kernels
+    except ImportError:
+        return None
+    if getattr(_kernels, "VERSION", None) != _KERNELS_VERSION:
+        logging.getLogger(__name__).warning(
+            "metahuman_lib/_kernels was built from an older _kernels.c: run `make venv` (or "
+            "`pip install -e .`) again; deduplication uses the slower numpy code meanwhile")
+        return None
+    return _kernels
+
+
+_kernels = _load_kernels()
 
 _SHINGLE_WORDS = 3
 _AGREEMENT_SLACK = 0.25
@@ -166,10 +192,34 @@ def minhash_signatures(shingles: np.ndarray, docs: np.ndarray, n_texts: int, num
     """MinHash signature (``n_texts x num_perm`` uint32) of each text's shingle set.
 
     Each permutation is ``(s ^ x) * a`` modulo 2**32 with odd ``a``: a bijection of an already
-    uniform hash, so the minimum of each row is a fair MinHash. Work is laid out as
-    permutations x shingles, in chunks, so every pass is a contiguous vector operation.
-    Texts without shingles keep the all-ones signature.
+    uniform hash, so the minimum of each row is a fair MinHash. Texts without shingles keep the
+    all-ones signature. ``docs`` gives each shingle's text.
     """
+    if _kernels is None or (docs.size > 1 and bool((docs[1:] < docs[:-1]).any())):
+        return _minhash_numpy(shingles, docs, n_texts, num_perm)
+    starts = np.searchsorted(docs, np.arange(n_texts))
+    return _signatures_of_runs(shingles, starts, np.bincount(docs, minlength=n_texts), num_perm)
+
+
+def _signatures_of_runs(shingles: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                        num_perm: int) -> np.ndarray:
+    """The MinHash signatures of texts whose shingles are the runs ``shingles[start:start+length]``
+    (the C kernel reads the runs where they are; numpy first gathers them)."""
+    if _kernels is None:
+        runs = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        docs = np.repeat(np.arange(starts.size), lengths)
+        return _minhash_numpy(shingles[runs + np.arange(runs.size)], docs, starts.size, num_perm)
+    signatures = np.full((starts.size, num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
+    xors, mults = _permutations(num_perm)
+    _kernels.minhash_into(np.ascontiguousarray(shingles, dtype=np.uint32),
+                          np.ascontiguousarray(starts, dtype=np.int64),
+                          np.ascontiguousarray(lengths, dtype=np.int64), xors, mults, signatures)
+    return signatures
+
+
+def _minhash_numpy(shingles: np.ndarray, docs: np.ndarray, n_texts: int, num_perm: int) -> np.ndarray:
+    """:func:`minhash_signatures` without the C kernel. Work is laid out as permutations x
+    shingles, in chunks, so every pass is a contiguous vector operation."""
     signatures = np.full((num_perm, n_texts), np.iinfo(np.uint32).max, dtype=np.uint32)
     if shingles.size == 0:
         return signatures.T.copy()
@@ -240,6 +290,21 @@ def _candidate_pairs(signatures: np.ndarray, eligible: np.ndarray, bands: int, r
     keys = np.sort(found[:, 0] * width + found[:, 1])
     later, earlier = np.divmod(keys[np.r_[True, keys[1:] != keys[:-1]]], width)
     return np.column_stack((later, earlier))
+
+
+def jaccard_of_pairs(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
+    """The exact Jaccard similarity of the shingle sets of each pair of texts ``(a, b)``."""
+    similarity = np.empty(len(pairs))
+    if _kernels is not None:
+        _kernels.jaccard_into(np.ascontiguousarray(prints.shingles, dtype=np.uint32),
+                              np.ascontiguousarray(prints.starts, dtype=np.int64),
+                              np.ascontiguousarray(prints.lengths, dtype=np.int64),
+                              np.ascontiguousarray(pairs[:, 0], dtype=np.int64),
+                              np.ascontiguousarray(pairs[:, 1], dtype=np.int64), similarity)
+        return similarity
+    for index, (first, second) in enumerate(pairs.tolist()):
+        similarity[index] = _jaccard(prints.shingles_of(first), prints.shingles_of(second))
+    return similarity
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -386,9 +451,7 @@ def _scores(pairs: np.ndarray, prints: Fingerprints, threshold: float) -> tuple[
     refined = _refined_agreement(pairs, prints)
     exact = np.full(refined.size, np.nan)
     unsure = (refined >= threshold - _REFINED_SLACK) & (refined < threshold + _SURE_MARGIN)
-    for index in np.flatnonzero(unsure).tolist():
-        later, earlier = pairs[index].tolist()
-        exact[index] = _jaccard(prints.shingles_of(later), prints.shingles_of(earlier))
+    exact[unsure] = jaccard_of_pairs(pairs[unsure], prints)
     return refined, exact
 
 
@@ -400,11 +463,8 @@ def _refined_agreement(pairs: np.ndarray, prints: Fingerprints) -> np.ndarray:
     refined = np.empty((texts.size, _REFINED_PERM), dtype=np.uint32)
     for lo in range(0, texts.size, _TEXT_CHUNK):  # a chunk of texts at a time bounds the memory
         chunk = texts[lo : lo + _TEXT_CHUNK]
-        lengths = prints.lengths[chunk]
-        runs = np.repeat(prints.starts[chunk] - np.cumsum(lengths) + lengths, lengths)
-        docs = np.repeat(np.arange(chunk.size), lengths)
-        refined[lo : lo + chunk.size] = minhash_signatures(
-            prints.shingles[runs + np.arange(runs.size)], docs, chunk.size, _REFINED_PERM)
+        refined[lo : lo + chunk.size] = _signatures_of_runs(prints.shingles, prints.starts[chunk],
+                                                            prints.lengths[chunk], _REFINED_PERM)
     slot = slot.reshape(pairs.shape)
     return _agreement(refined, slot[:, 0], slot[:, 1])
 
