@@ -8,9 +8,10 @@ name candidate pairs. Only the few candidates are then checked with an exact Jac
 Words are runs of ASCII letters and digits or of non-ASCII bytes in the UTF-8 text, with ASCII
 letters case-folded, so case, punctuation and spacing never make two texts look different.
 
-The two innermost loops, MinHash signatures and the exact Jaccard of a pair, run in C
-(``metahuman_lib/_kernels.c``) where that module was built; the numpy and Python code here gives
-the same results and is used where it was not (no C compiler at install).
+The innermost loops (word hashes, exact keys, shingles, MinHash signatures, the exact Jaccard of
+a pair) run in C (``metahuman_lib/_kernels.c``) where that module was built: one pass each
+instead of several numpy passes. The numpy and Python code here gives the same results and is
+used where it was not (no C compiler at install).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from metahuman_lib._shards import map_shards
 
-_KERNELS_VERSION = 1
+_KERNELS_VERSION = 2
 """The ``VERSION`` of ``_kernels.c`` this code expects; a module built from an older source is
 not used (an editable install does not rebuild it when the source changes)."""
 
@@ -121,6 +122,11 @@ def _chunk_word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     # bytes.lower folds ASCII letters only, and bytes.translate classifies every byte, both in
     # C at about a nanosecond per byte (several times faster than numpy table lookups).
     data = (b" " + " \x00 ".join(clean).encode("utf-8", "surrogatepass") + _PAD).lower()
+    if _kernels is not None:
+        room = len(data) // 2  # a word is followed by at least one other byte
+        hashes, docs = np.empty(room, dtype=np.uint64), np.empty(room, dtype=np.int64)
+        found = _kernels.word_hashes_into(data, int(_POSITION_MIX[0]), hashes, docs)
+        return hashes[:found], docs[:found]
     buf = np.frombuffer(data, dtype=np.uint8)
     is_word = np.frombuffer(data.translate(_WORD_OR_NUL), dtype=bool)
     edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
@@ -157,6 +163,10 @@ def _exact_keys(words: np.ndarray, docs: np.ndarray, n_texts: int) -> np.ndarray
     keys = np.zeros(n_texts, dtype=np.uint64)
     if words.size == 0:
         return keys
+    if _kernels is not None:
+        _kernels.exact_keys_into(np.ascontiguousarray(words), np.ascontiguousarray(docs, dtype=np.int64),
+                                 int(_POSITION_MIX[0]), int(_POSITION_MIX[1]), keys)
+        return keys
     first = np.r_[0, np.flatnonzero(np.diff(docs)) + 1]
     position = np.arange(words.size, dtype=np.int64) - np.repeat(first, np.diff(np.r_[first, words.size]))
     with np.errstate(over="ignore"):
@@ -170,6 +180,11 @@ def _exact_keys(words: np.ndarray, docs: np.ndarray, n_texts: int) -> np.ndarray
 
 def _shingles(words: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """One 32-bit hash per word position: that word and the next two of the same text."""
+    if _kernels is not None:
+        shingles = np.empty(words.size, dtype=np.uint32)
+        _kernels.shingles_into(np.ascontiguousarray(words), np.ascontiguousarray(docs, dtype=np.int64),
+                               _SHINGLE_WORDS, int(_SHINGLE_MULT), shingles)
+        return shingles
     with np.errstate(over="ignore"):
         combined = words.copy()
         for offset in range(1, _SHINGLE_WORDS):

@@ -1,4 +1,5 @@
-/* Deduplication's two inner loops in C: MinHash signatures and exact Jaccard similarities.
+/* Deduplication's inner loops in C: word hashes, exact keys, shingles, MinHash signatures and
+ * exact Jaccard similarities.
  *
  * Why C: numpy computes a MinHash signature in three passes over a permutations x shingles
  * temporary (xor, multiply, segmented minimum); one fused loop that keeps a text's signature in
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNELS_VERSION 1
+#define KERNELS_VERSION 2
 
 static int
 check_items(Py_buffer *view, Py_ssize_t itemsize, const char *name)
@@ -28,6 +29,215 @@ check_items(Py_buffer *view, Py_ssize_t itemsize, const char *name)
         return -1;
     }
     return 0;
+}
+
+static inline uint64_t
+mix64(uint64_t value)
+{
+    uint64_t x = (value >> 30) ^ value;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static inline uint64_t
+load_le64(const unsigned char *bytes)
+{
+    uint64_t value;
+    memcpy(&value, bytes, sizeof value);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    value = __builtin_bswap64(value);
+#endif
+    return value;
+}
+
+static unsigned char word_bytes[256];
+/* as _dedup._WORD_OR_NUL: ASCII letters and digits, every non-ASCII byte, and NUL; filled when
+ * the module loads */
+
+static void
+fill_word_bytes(void)
+{
+    for (int b = 0; b < 256; b++) {
+        word_bytes[b] = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z')
+                        || b >= 0x80 || b == 0;
+    }
+}
+
+/* word_hashes_into(data, mix, hashes u64[cap], docs i64[cap]) -> words: the hash and text of
+ * every word of data (texts joined by " \0 ", a space before, 17 spaces after, ASCII-lowered),
+ * as _dedup._chunk_word_hashes computes them. */
+static PyObject *
+word_hashes_into(PyObject *self, PyObject *args)
+{
+    Py_buffer data, hashes, docs;
+    unsigned long long mix;
+    if (!PyArg_ParseTuple(args, "y*Kw*w*", &data, &mix, &hashes, &docs)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_items(&hashes, 8, "hashes") || check_items(&docs, 8, "docs")) {
+        goto done;
+    }
+    const unsigned char *bytes = data.buf;
+    Py_ssize_t n = data.len, cap = hashes.len / 8;
+    if (docs.len / 8 != cap || n < 17 || bytes[0] != ' ') {
+        PyErr_SetString(PyExc_ValueError, "word_hashes_into: bad sizes or unpadded data");
+        goto done;
+    }
+    for (Py_ssize_t i = n - 17; i < n; i++) {
+        if (bytes[i] != ' ') {
+            PyErr_SetString(PyExc_ValueError, "word_hashes_into: data must end with 17 spaces");
+            goto done;
+        }
+    }
+    uint64_t *hash = hashes.buf;
+    int64_t *doc = docs.buf;
+    Py_ssize_t count = 0;
+    int full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t text = 0;
+    Py_ssize_t i = 1;
+    while (i < n) {
+        while (i < n && !word_bytes[bytes[i]]) {
+            i++;
+        }
+        if (i == n) {
+            break;
+        }
+        Py_ssize_t start = i;
+        while (word_bytes[bytes[i]]) { /* the padding ends every word before the end */
+            i++;
+        }
+        if (bytes[start] == 0) { /* a text separator */
+            text++;
+            continue;
+        }
+        if (count == cap) {
+            full = 1;
+            break;
+        }
+        uint64_t length = (uint64_t)(i - start);
+        uint64_t low = load_le64(bytes + start), high = load_le64(bytes + start + 8);
+        if (length < 8) {
+            low &= (1ULL << (8 * length)) - 1;
+        }
+        if (length <= 8) {
+            high = 0;
+        } else if (length < 16) {
+            high &= (1ULL << (8 * (length - 8))) - 1;
+        }
+        hash[count] = mix64(low * (uint64_t)mix + high + length);
+        doc[count] = text;
+        count++;
+    }
+    Py_END_ALLOW_THREADS
+    if (full) {
+        PyErr_SetString(PyExc_ValueError, "word_hashes_into: more words than room");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(count);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&hashes);
+    PyBuffer_Release(&docs);
+    return result;
+}
+
+/* exact_keys_into(words u64[n], docs i64[n] (non-decreasing), mix_position, mix_count,
+ * keys u64[texts]): each text's order-sensitive key, as _dedup._exact_keys computes it (texts
+ * without words keep what keys held, zero). */
+static PyObject *
+exact_keys_into(PyObject *self, PyObject *args)
+{
+    Py_buffer words, docs, keys;
+    unsigned long long mix_position, mix_count;
+    if (!PyArg_ParseTuple(args, "y*y*KKw*", &words, &docs, &mix_position, &mix_count, &keys)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_items(&words, 8, "words") || check_items(&docs, 8, "docs")
+        || check_items(&keys, 8, "keys")) {
+        goto done;
+    }
+    Py_ssize_t n = words.len / 8, texts = keys.len / 8;
+    const uint64_t *word = words.buf;
+    const int64_t *doc = docs.buf;
+    uint64_t *key = keys.buf;
+    if (docs.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "exact_keys_into: array sizes do not agree");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (doc[i] < 0 || doc[i] >= texts || (i && doc[i] < doc[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "exact_keys_into: docs must be ascending text indices");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t i = 0;
+    while (i < n) {
+        int64_t d = doc[i];
+        uint64_t sum = 0, position = 0;
+        while (i < n && doc[i] == d) {
+            sum += mix64(word[i] ^ (position * (uint64_t)mix_position));
+            position++;
+            i++;
+        }
+        key[d] = mix64(sum ^ (position * (uint64_t)mix_count)) | 1ULL;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&words);
+    PyBuffer_Release(&docs);
+    PyBuffer_Release(&keys);
+    return result;
+}
+
+/* shingles_into(words u64[n], docs i64[n], width, multiplier, out u32[n]): for each word, the hash
+ * of it and the next width - 1 words of the same text, as _dedup._shingles computes it. */
+static PyObject *
+shingles_into(PyObject *self, PyObject *args)
+{
+    Py_buffer words, docs, out;
+    Py_ssize_t width;
+    unsigned long long multiplier;
+    if (!PyArg_ParseTuple(args, "y*y*nKw*", &words, &docs, &width, &multiplier, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_items(&words, 8, "words") || check_items(&docs, 8, "docs")
+        || check_items(&out, 4, "out")) {
+        goto done;
+    }
+    Py_ssize_t n = words.len / 8;
+    if (docs.len / 8 != n || out.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "shingles_into: array sizes do not agree");
+        goto done;
+    }
+    const uint64_t *word = words.buf;
+    const int64_t *doc = docs.buf;
+    uint32_t *shingle = out.buf;
+    uint64_t m = (uint64_t)multiplier;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t combined = word[i];
+        for (Py_ssize_t offset = 1; offset < width; offset++) {
+            uint64_t following = (i + offset < n && doc[i + offset] == doc[i]) ? word[i + offset] : 0;
+            combined = combined * m + following;
+        }
+        shingle[i] = (uint32_t)(mix64(combined) >> 32);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&words);
+    PyBuffer_Release(&docs);
+    PyBuffer_Release(&out);
+    return result;
 }
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
@@ -232,6 +442,15 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"word_hashes_into", word_hashes_into, METH_VARARGS,
+     "word_hashes_into(data, mix, hashes, docs) -> words: the hash and text of each word of "
+     "joined, padded, ASCII-lowered texts."},
+    {"exact_keys_into", exact_keys_into, METH_VARARGS,
+     "exact_keys_into(words, docs, mix_position, mix_count, keys): each text's order-sensitive "
+     "key of its word hashes."},
+    {"shingles_into", shingles_into, METH_VARARGS,
+     "shingles_into(words, docs, width, multiplier, out): the shingle hash of width words at each "
+     "word."},
     {"minhash_into", minhash_into, METH_VARARGS,
      "minhash_into(shingles, starts, lengths, xors, mults, out): fold each text's run of shingles "
      "into its MinHash signature (out: texts x permutations, uint32, filled with 0xFFFFFFFF "
@@ -244,13 +463,14 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "Deduplication's MinHash and exact Jaccard loops in C (see metahuman_lib/_dedup.py).", -1,
+    "Deduplication's inner loops in C (see metahuman_lib/_dedup.py).", -1,
     methods,
 };
 
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+    fill_word_bytes();
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "VERSION", KERNELS_VERSION) < 0) {
         Py_DECREF(m);
