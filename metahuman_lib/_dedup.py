@@ -455,8 +455,9 @@ def duplicates_of(prints: Fingerprints, threshold: float = 0.8) -> DedupResult:
     return DedupResult(exact_of, near_of, similarity)
 
 
-_MIN_PAIR_SHARD = 8192
-"""Candidate pairs worth a worker process of their own (about 30 ms of scoring)."""
+_MIN_PAIR_SHARD = 65536 if _kernels is not None else 8192
+"""Candidate pairs worth a worker process of their own: about 50 ms of scoring with the C
+kernels, 30 ms without (measured: 63k pairs scored in 0.05 s in one process and in two alike)."""
 
 
 def _scores(pairs: np.ndarray, prints: Fingerprints, threshold: float) -> tuple[np.ndarray, np.ndarray]:
