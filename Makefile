@@ -7,7 +7,7 @@ DEMO_ROOT ?= demo-root
 
 .PHONY: venv system-deps test demo lab bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py metahuman_lib/_kernels.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[train,cloud,dev]'
@@ -21,7 +21,7 @@ venv: $(STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-test: venv system-deps
+test: system-deps venv
 	$(PY) -m pytest -q
 
 demo: venv

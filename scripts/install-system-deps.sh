@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages the test suite drives for real: Debian's Chromium (browser tests), an
-# OpenSSH server (transfer tests) and Go (Ollama's template engine, text/template, renders each
-# family's Modelfile TEMPLATE in the serving tests). Installs only what is missing; needs root and apt-get.
+# OpenSSH server (transfer tests), Go (Ollama's template engine, text/template, renders each
+# family's Modelfile TEMPLATE in the serving tests) and a C compiler (builds the deduplication
+# kernels, metahuman_lib/_kernels.c, which the tests compare with the numpy code). Installs only
+# what is missing; needs root and apt-get.
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -9,6 +11,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v go >/dev/null 2>&1 || [ -x /usr/lib/go/bin/go ] || missing+=(golang-go)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,162 @@
+"""The C kernels of deduplication (``metahuman_lib/_kernels.c``) give exactly what the numpy and
+Python code gives, reject arrays that do not fit, and are left unused when stale."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import sysconfig
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import metahuman_lib
+from metahuman_lib import _dedup
+from metahuman_lib.curation import CurationOptions
+from metahuman_lib.dataset import write_curated_dataset
+from metahuman_lib.demo import write_demo_profile
+
+KERNELS = _dedup._kernels
+needs_kernels = pytest.mark.skipif(KERNELS is None, reason="metahuman_lib._kernels was not built here")
+
+# words short and long (past the 16 bytes a word hash reads), cased, accented, CJK, a lone
+# surrogate, NUL (the join's separator), and the separators between words
+TOKENS = ["a", "B", "the", "The", "greenhouse", "GREENHOUSE", "x1", "2025", "ünïcödé", "日本語",
+          "abcdefghijklmnopq", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ", "\ud800", "\x00", "é",
+          " ", "  ", "\t", "\n", ", ", ".", "-", "_", "'", "!?"]
+TEXTS = st.lists(st.lists(st.sampled_from(TOKENS), max_size=60).map("".join), max_size=40)
+
+
+@contextmanager
+def numpy_only() -> Iterator[None]:
+    saved = _dedup._kernels
+    _dedup._kernels = None
+    try:
+        yield
+    finally:
+        _dedup._kernels = saved
+
+
+def assert_same_fingerprints(one: _dedup.Fingerprints, other: _dedup.Fingerprints) -> None:
+    for name in ("keys", "signatures", "shingles", "starts", "lengths"):
+        a, b = getattr(one, name), getattr(other, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), name
+
+
+def test_the_kernels_are_built_where_a_compiler_is() -> None:
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not (shutil.which("cc") or shutil.which("gcc")) or not headers.exists():
+        pytest.skip("no C compiler or no Python headers on this machine: the numpy code is used")
+    assert KERNELS is not None, "a C compiler is here but metahuman_lib._kernels is missing: run `make venv`"
+
+
+@needs_kernels
+@settings(max_examples=150, deadline=None)
+@given(texts=TEXTS, num_perm=st.sampled_from([None, 1, 7, 32, 64]))
+def test_fingerprints_are_the_same_with_and_without_the_kernels(texts: list[str], num_perm: int | None) -> None:
+    with_c = _dedup.fingerprint(texts, num_perm)
+    with numpy_only():
+        without = _dedup.fingerprint(texts, num_perm)
+    assert_same_fingerprints(with_c, without)
+
+
+@needs_kernels
+@settings(max_examples=100, deadline=None)
+@given(texts=TEXTS, threshold=st.sampled_from([0.3, 0.5, 0.8]))
+def test_duplicates_are_the_same_with_and_without_the_kernels(texts: list[str], threshold: float) -> None:
+    texts = texts + [text + " more" for text in texts]  # near-duplicates to score exactly
+    with_c = _dedup.find_duplicates(texts, threshold=threshold)
+    with numpy_only():
+        without = _dedup.find_duplicates(texts, threshold=threshold)
+    for name in ("exact_of", "near_of", "near_similarity"):
+        assert np.array_equal(getattr(with_c, name), getattr(without, name)), name
+
+
+@needs_kernels
+def test_signatures_and_jaccard_of_random_runs_are_the_same() -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        lengths = rng.integers(0, 400 if trial % 2 else 6, size=int(rng.integers(1, 40)))
+        docs = np.repeat(np.arange(lengths.size), lengths)
+        shingles = rng.integers(0, 2**32 if trial % 3 else 40, size=docs.size, dtype=np.uint32)
+        for num_perm in (1, 32, 64):
+            with_c = _dedup.minhash_signatures(shingles, docs, lengths.size, num_perm)
+            assert np.array_equal(with_c, _dedup._minhash_numpy(shingles, docs, lengths.size, num_perm))
+        starts = np.r_[0, np.cumsum(lengths)[:-1]].astype(np.int64)
+        prints = _dedup.Fingerprints(np.zeros(lengths.size, np.uint64), None, shingles, starts,
+                                     lengths.astype(np.int64))
+        texts = np.flatnonzero(lengths)
+        if texts.size:
+            pairs = rng.choice(texts, size=(25, 2))
+            expected = [_dedup._jaccard(prints.shingles_of(a), prints.shingles_of(b)) for a, b in pairs.tolist()]
+            assert _dedup.jaccard_of_pairs(pairs, prints).tolist() == expected
+
+
+@needs_kernels
+def test_unordered_docs_take_the_numpy_code() -> None:
+    shingles = np.array([5, 9, 1, 7], dtype=np.uint32)
+    docs = np.array([1, 0, 1, 0])
+    got = _dedup.minhash_signatures(shingles, docs, 3, 8)
+    assert np.array_equal(got, _dedup._minhash_numpy(shingles, docs, 3, 8))
+    assert (got[2] == np.iinfo(np.uint32).max).all()  # a text without shingles
+
+
+@needs_kernels
+def test_the_kernels_reject_arrays_that_do_not_fit() -> None:
+    shingles = np.arange(10, dtype=np.uint32)
+    xors, mults = _dedup._permutations(4)
+    out = np.zeros((2, 4), dtype=np.uint32)
+    with pytest.raises(ValueError, match="outside the shingles"):
+        KERNELS.minhash_into(shingles, np.array([0, 8]), np.array([5, 5]), xors, mults, out)
+    with pytest.raises(ValueError, match="do not agree"):
+        KERNELS.minhash_into(shingles, np.array([0]), np.array([5]), xors, mults, out)
+    with pytest.raises(ValueError, match="17 spaces"):
+        KERNELS.word_hashes_into(b" words" + b" " * 16, 3, np.empty(8, np.uint64), np.empty(8, np.int64))
+    with pytest.raises(ValueError, match="more words than room"):
+        KERNELS.word_hashes_into(b" a b c" + b" " * 17, 3, np.empty(2, np.uint64), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="ascending"):
+        KERNELS.exact_keys_into(np.ones(2, np.uint64), np.array([1, 0]), 3, 5, np.zeros(2, np.uint64))
+    prints_starts, prints_lengths = np.array([0, 5]), np.array([5, 5])
+    with pytest.raises(ValueError, match="names a text outside"):
+        KERNELS.jaccard_into(shingles, prints_starts, prints_lengths, np.array([0]), np.array([2]),
+                             np.empty(1))
+    with pytest.raises(ValueError, match="whole number"):
+        KERNELS.shingles_into(np.ones(2, np.uint64), np.zeros(2, np.int64), 3, 7, np.empty(3, np.uint16))
+
+
+def test_a_module_built_from_an_older_source_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    stale = types.ModuleType("metahuman_lib._kernels")
+    stale.VERSION = _dedup._KERNELS_VERSION - 1  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "metahuman_lib._kernels", stale)
+    monkeypatch.setattr(metahuman_lib, "_kernels", stale, raising=False)
+    with caplog.at_level(logging.WARNING, logger="metahuman_lib._dedup"):
+        assert _dedup._load_kernels() is None
+    assert "make venv" in caplog.text
+
+
+def test_a_missing_module_leaves_the_numpy_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "metahuman_lib._kernels", None)  # import raises ImportError
+    monkeypatch.delattr(metahuman_lib, "_kernels", raising=False)
+    assert _dedup._load_kernels() is None
+
+
+@needs_kernels
+def test_the_dataset_is_the_same_with_and_without_the_kernels(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    profile = write_demo_profile(root)
+    options = CurationOptions(username="demo", near_dup_threshold=0.6)
+    write_curated_dataset(profile, options, tmp_path / "with.jsonl", dropped=tmp_path / "with.csv")
+    with numpy_only():
+        write_curated_dataset(profile, options, tmp_path / "without.jsonl", dropped=tmp_path / "without.csv")
+    assert (tmp_path / "with.jsonl").read_bytes() == (tmp_path / "without.jsonl").read_bytes()
+    assert (tmp_path / "with.csv").read_bytes() == (tmp_path / "without.csv").read_bytes()
