@@ -16,35 +16,14 @@ used where it was not (no C compiler at install).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from types import ModuleType
 
 import numpy as np
 
+from metahuman_lib._native import kernels as _kernels
 from metahuman_lib._shards import map_shards
-
-_KERNELS_VERSION = 2
-"""The ``VERSION`` of ``_kernels.c`` this code expects; a module built from an older source is
-not used (an editable install does not rebuild it when the source changes)."""
-
-
-def _load_kernels() -> ModuleType | None:
-    try:
-        from metahuman_lib import _kernels
-    except ImportError:
-        return None
-    if getattr(_kernels, "VERSION", None) != _KERNELS_VERSION:
-        logging.getLogger(__name__).warning(
-            "metahuman_lib/_kernels was built from an older _kernels.c: run `make venv` (or "
-            "`pip install -e .`) again; deduplication uses the slower numpy code meanwhile")
-        return None
-    return _kernels
-
-
-_kernels = _load_kernels()
 
 _SHINGLE_WORDS = 3
 _AGREEMENT_SLACK = 0.25

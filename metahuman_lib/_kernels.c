@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNELS_VERSION 2
+#define KERNELS_VERSION 3
 
 static int
 check_items(Py_buffer *view, Py_ssize_t itemsize, const char *name)
@@ -441,7 +441,215 @@ done:
     return result;
 }
 
+/* ---- text rules ---------------------------------------------------------------------------- */
+
+static inline int
+unspaced_letter(Py_UCS4 c)
+{
+    /* text_rules._UNSPACED: scripts written without spaces between words */
+    return (c >= 0x3040 && c <= 0x30ff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x4e00 && c <= 0x9fff)
+           || (c >= 0xf900 && c <= 0xfaff) || (c >= 0xff66 && c <= 0xff9f) || (c >= 0x0e00 && c <= 0x0eff)
+           || (c >= 0x1000 && c <= 0x109f) || (c >= 0x1780 && c <= 0x17ff)
+           || (c >= 0x20000 && c <= 0x2fa1f);
+}
+
+static inline int
+unspaced_punctuation(Py_UCS4 c)
+{
+    /* text_rules._UNSPACED_PUNCTUATION */
+    return (c >= 0x3000 && c <= 0x303f) || (c >= 0xff01 && c <= 0xff0f) || (c >= 0xff1a && c <= 0xff20)
+           || (c >= 0xff3b && c <= 0xff40) || (c >= 0xff5b && c <= 0xff65);
+}
+
+static int
+check_texts(PyObject *texts, Py_buffer *out, Py_ssize_t itemsize, const char *name)
+{
+    if (check_items(out, itemsize, name)) {
+        return -1;
+    }
+    if (out->len / itemsize != PyList_GET_SIZE(texts)) {
+        PyErr_Format(PyExc_ValueError, "%s: one result per text is needed", name);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(texts); i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        if (!PyUnicode_Check(text)) {
+            PyErr_Format(PyExc_TypeError, "%s: item %zd is not a str", name, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static unsigned char latin1_space[256];
+/* Py_UNICODE_ISSPACE of each one-byte character (what str.split splits at); filled on load */
+
+/* count_words_into(texts: list[str], out i64[n]): text_rules.count_words of each text. */
+static PyObject *
+count_words_into(PyObject *self, PyObject *args)
+{
+    PyObject *texts;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O!w*", &PyList_Type, &texts, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_texts(texts, &out, 8, "count_words_into")) {
+        goto done;
+    }
+    int64_t *count = out.buf;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(texts); i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+        if (kind == PyUnicode_1BYTE_KIND) { /* no unspaced script below U+0100: str.split */
+            const Py_UCS1 *chars = data;
+            int64_t words = 0;
+            int in_word = 0;
+            for (Py_ssize_t j = 0; j < length; j++) {
+                int space = latin1_space[chars[j]];
+                words += !space && !in_word;
+                in_word = !space;
+            }
+            count[i] = words;
+            continue;
+        }
+        /* words split by whitespace only (str.split), and split also at the letters and
+         * punctuation of unspaced scripts; the second applies when the text has such letters */
+        int64_t plain = 0, split = 0, unspaced = 0;
+        int in_plain = 0, in_split = 0;
+        for (Py_ssize_t j = 0; j < length; j++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, j);
+            int space = Py_UNICODE_ISSPACE(c);
+            int letter = !space && c >= 0x0e00 && unspaced_letter(c);
+            int separator = space || letter || (c >= 0x3000 && unspaced_punctuation(c));
+            unspaced += letter;
+            plain += !space && !in_plain;
+            in_plain = !space;
+            split += !separator && !in_split;
+            in_split = !separator;
+        }
+        count[i] = unspaced ? unspaced + split : plain;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    return result;
+}
+
+#define UNMATCHABLE 0x80 /* stands for a character that lowercases to no ASCII letter */
+
+static unsigned char latin1_lowered[256];
+/* each one-byte character as the filler search sees it: ASCII lowercased, the rest unmatchable */
+
+/* filler_bits_into(texts: list[str], phrases: tuple[bytes], out u64[n]): bit k of out[i] is set
+ * when phrases[k] (lowercase ASCII) occurs in texts[i].lower() with "’" read as "'" (as
+ * text_rules.filler_phrases_in). */
+static PyObject *
+filler_bits_into(PyObject *self, PyObject *args)
+{
+    PyObject *texts, *phrases;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O!O!w*", &PyList_Type, &texts, &PyTuple_Type, &phrases, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    unsigned char *lowered = NULL;
+    Py_ssize_t room = 0, count = PyTuple_GET_SIZE(phrases);
+    if (check_texts(texts, &out, 8, "filler_bits_into")) {
+        goto done;
+    }
+    if (count > 64) {
+        PyErr_SetString(PyExc_ValueError, "filler_bits_into: at most 64 phrases");
+        goto done;
+    }
+    const char *phrase[64];
+    Py_ssize_t phrase_length[64];
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *item = PyTuple_GET_ITEM(phrases, k);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) == 0) {
+            PyErr_SetString(PyExc_TypeError, "filler_bits_into: phrases must be non-empty bytes");
+            goto done;
+        }
+        phrase[k] = PyBytes_AS_STRING(item);
+        phrase_length[k] = PyBytes_GET_SIZE(item);
+    }
+    /* the phrases that may start at a byte: those whose first byte it is and whose second byte
+     * the next one is (every byte, for a phrase of one byte) */
+    uint64_t first[256] = {0}, second[256] = {0};
+    for (Py_ssize_t k = 0; k < count; k++) {
+        first[(unsigned char)phrase[k][0]] |= (uint64_t)1 << k;
+        for (int b = 0; b < 256; b++) {
+            if (phrase_length[k] == 1 || b == (unsigned char)phrase[k][1]) {
+                second[b] |= (uint64_t)1 << k;
+            }
+        }
+    }
+    uint64_t *bits = out.buf;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(texts); i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text), n = 0;
+        if (2 * length + 1 > room) {
+            PyMem_Free(lowered);
+            room = 2 * length + 1;
+            lowered = PyMem_Malloc((size_t)room + 1);
+            if (lowered == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        if (kind == PyUnicode_1BYTE_KIND) {
+            const Py_UCS1 *chars = data;
+            for (Py_ssize_t j = 0; j < length; j++) {
+                lowered[j] = latin1_lowered[chars[j]];
+            }
+            n = length;
+        }
+        for (Py_ssize_t j = 0; kind != PyUnicode_1BYTE_KIND && j < length; j++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, j);
+            if (c < 0x80) {
+                lowered[n++] = (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            } else if (c == 0x2019) { /* right single quotation mark */
+                lowered[n++] = '\'';
+            } else if (c == 0x212A) { /* Kelvin sign: lowercases to k */
+                lowered[n++] = 'k';
+            } else if (c == 0x130) { /* capital I with dot above: lowercases to i + combining dot */
+                lowered[n++] = 'i';
+                lowered[n++] = UNMATCHABLE;
+            } else {
+                lowered[n++] = UNMATCHABLE;
+            }
+        }
+        uint64_t found = 0, all = count == 64 ? ~(uint64_t)0 : ((uint64_t)1 << count) - 1;
+        lowered[n] = 0; /* a phrase of one byte: its second byte may be anything */
+        for (Py_ssize_t j = 0; j < n && found != all; j++) {
+            uint64_t maybe = first[lowered[j]] & second[lowered[j + 1]] & ~found;
+            while (maybe) {
+                int k = __builtin_ctzll(maybe);
+                maybe &= maybe - 1;
+                if (j + phrase_length[k] <= n
+                    && memcmp(lowered + j, phrase[k], (size_t)phrase_length[k]) == 0) {
+                    found |= (uint64_t)1 << k;
+                }
+            }
+        }
+        bits[i] = found;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyMem_Free(lowered);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"count_words_into", count_words_into, METH_VARARGS,
+     "count_words_into(texts, out): text_rules.count_words of each text (int64)."},
+    {"filler_bits_into", filler_bits_into, METH_VARARGS,
+     "filler_bits_into(texts, phrases, out): a bit per phrase found in each text (uint64)."},
     {"word_hashes_into", word_hashes_into, METH_VARARGS,
      "word_hashes_into(data, mix, hashes, docs) -> words: the hash and text of each word of "
      "joined, padded, ASCII-lowered texts."},
@@ -471,6 +679,10 @@ PyMODINIT_FUNC
 PyInit__kernels(void)
 {
     fill_word_bytes();
+    for (int b = 0; b < 256; b++) {
+        latin1_space[b] = (unsigned char)Py_UNICODE_ISSPACE((Py_UCS4)b);
+        latin1_lowered[b] = (unsigned char)(b >= 'A' && b <= 'Z' ? b + 32 : b < 0x80 ? b : UNMATCHABLE);
+    }
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "VERSION", KERNELS_VERSION) < 0) {
         Py_DECREF(m);

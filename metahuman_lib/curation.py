@@ -45,7 +45,7 @@ from metahuman_lib.profile import Profile
 from metahuman_lib.samples import SAMPLE_COLUMNS, empty_samples
 from metahuman_lib.text_rules import (
     SCRUB_KINDS,
-    count_words,
+    count_words_of,
     may_hold_pii_batch,
     normalise_text,
     scrub_pii,
@@ -648,9 +648,8 @@ def _long_enough(batch: _Batch, options: CurationOptions,
                  drops: list[tuple[int, str, str]]) -> list[int]:
     """Count each candidate's words; drop the empty and too short ones; the indices kept."""
     keep = []
-    for index, (row, text) in enumerate(zip(batch.rows, batch.assistant, strict=True)):
-        words = count_words(text)
-        batch.words.append(words)
+    batch.words.extend(count_words_of(batch.assistant))
+    for index, (row, words) in enumerate(zip(batch.rows, batch.words, strict=True)):
         if words == 0:
             drops.append((row, "empty_text", "no answer text left after cleaning"))
         elif words < options.min_words and batch.shapes[index] != "tool":  # a call is short by nature

@@ -62,7 +62,7 @@ from metahuman_lib.quality import (
     month_counts,
 )
 from metahuman_lib.samples import iso_micros, sample_record
-from metahuman_lib.text_rules import FILLER_PHRASES, texts_with_filler
+from metahuman_lib.text_rules import FILLER_PHRASES, filler_bits
 
 _DROPPED_HEADER = ("memory_id", "path", "type", "reason", "detail")
 
@@ -210,9 +210,7 @@ def _lines_of(batch: _Batch, ids: Sequence[str], stamps: Sequence[int], types: S
     lines = [dumps(sample_record([systems.get(modes[row], systems["emulation"]), *messages], ids[row],
                                  ids[row], types[row], modes[row], sources[row], stamp), option=newline)
              for row, messages, stamp in zip(rows, batch.messages, times, strict=True)]
-    filler = np.zeros(len(rows), dtype=np.uint64)
-    for bit, owners in enumerate(texts_with_filler(batch.assistant).values()):
-        filler[owners] |= np.uint64(1 << bit)
+    filler = filler_bits(batch.assistant)
     scrubbed = np.empty(len(rows), dtype=object)
     scrubbed[:] = batch.scrubbed
     return _Lines(np.array(rows, dtype=np.int64), _Texts.pack(lines, b""),

@@ -12,6 +12,8 @@ from bisect import bisect_left
 
 import numpy as np
 
+from metahuman_lib._native import kernels as _kernels
+
 # ---------------------------------------------------------------------------------------------
 # Unicode and whitespace normalisation
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +79,15 @@ def count_words(text: str) -> int:
     if not unspaced:
         return len(text.split())
     return unspaced + len(_UNSPACED_PUNCTUATION.sub(" ", _UNSPACED.sub(" ", text)).split())
+
+
+def count_words_of(texts: list[str]) -> list[int]:
+    """:func:`count_words` of each text (in one call to the C module where it was built)."""
+    if _kernels is None:
+        return [count_words(text) for text in texts]
+    counts = np.empty(len(texts), dtype=np.int64)
+    _kernels.count_words_into(texts, counts)
+    return counts.tolist()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,6 +375,21 @@ def filler_phrases_in(text: str) -> list[str]:
 
 _FOLDS_TO_ASCII = {"\u0130": "\u0130".lower(), "\u212a": "k"}
 """The only characters whose lowercase holds ASCII letters (İ -> i + combining dot, Kelvin -> k)."""
+
+
+_FILLER_BYTES = tuple(phrase.encode("ascii") for phrase in FILLER_PHRASES)
+
+
+def filler_bits(texts: list[str]) -> np.ndarray:
+    """Which :data:`FILLER_PHRASES` each text holds: bit ``k`` of its ``uint64`` for phrase ``k``
+    (the C module scans each text once where it was built; else :func:`texts_with_filler`)."""
+    bits = np.zeros(len(texts), dtype=np.uint64)
+    if _kernels is not None:
+        _kernels.filler_bits_into(texts, _FILLER_BYTES, bits)
+        return bits
+    for bit, owners in enumerate(texts_with_filler(texts).values()):
+        bits[owners] |= np.uint64(1 << bit)
+    return bits
 
 
 def texts_with_filler(texts: list[str]) -> dict[str, list[int]]:

@@ -18,10 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metahuman_lib
-from metahuman_lib import _dedup
+from metahuman_lib import _dedup, _native, text_rules
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.dataset import write_curated_dataset
 from metahuman_lib.demo import write_demo_profile
+from metahuman_lib.text_rules import (
+    FILLER_PHRASES,
+    count_words,
+    count_words_of,
+    filler_bits,
+    filler_phrases_in,
+)
 
 KERNELS = _dedup._kernels
 needs_kernels = pytest.mark.skipif(KERNELS is None, reason="metahuman_lib._kernels was not built here")
@@ -36,12 +43,13 @@ TEXTS = st.lists(st.lists(st.sampled_from(TOKENS), max_size=60).map("".join), ma
 
 @contextmanager
 def numpy_only() -> Iterator[None]:
+    """The numpy and Python code, as without the C module."""
     saved = _dedup._kernels
-    _dedup._kernels = None
+    _dedup._kernels = text_rules._kernels = None
     try:
         yield
     finally:
-        _dedup._kernels = saved
+        _dedup._kernels = text_rules._kernels = saved
 
 
 def assert_same_fingerprints(one: _dedup.Fingerprints, other: _dedup.Fingerprints) -> None:
@@ -133,21 +141,55 @@ def test_the_kernels_reject_arrays_that_do_not_fit() -> None:
         KERNELS.shingles_into(np.ones(2, np.uint64), np.zeros(2, np.int64), 3, 7, np.empty(3, np.uint16))
 
 
+# filler phrases in every case, the characters that lowercase to ASCII (İ, the Kelvin sign), curly
+# apostrophes, unspaced scripts (CJK, Thai, Lao, Burmese, Khmer, an astral CJK letter) with
+# their punctuation, and every kind of whitespace str.split knows
+PIECES = [*FILLER_PHRASES, "AS AN AI", "As A Language Model", "I’m just", "i’m here to", "ALRİGHT, SO",
+          "LET ME THİNK", "OKAY, \u212aO", "CERTAINLY", "certain", "aİ", "İ", "\u212a", "’", "'",
+          "日本語", "ひらがな", "カタカナ", "ไทย", "ລາວ", "မြန်မာ", "ខ្មែរ", "\U00020b9f", "。", "、", "！",
+          "ｱｲｳ", "\uff01", "한국어", "word", "x", "2025", " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c",
+          "\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000", "\x00", "\ud800", ",", "."]
+PIECE_TEXTS = st.lists(st.lists(st.sampled_from(PIECES), max_size=30).map("".join), max_size=30)
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(texts=PIECE_TEXTS)
+def test_word_counts_and_filler_are_the_same_with_and_without_the_kernels(texts: list[str]) -> None:
+    assert count_words_of(texts) == [count_words(text) for text in texts]
+    bits = filler_bits(texts).tolist()
+    expected = [sum(1 << bit for bit, phrase in enumerate(FILLER_PHRASES) if phrase in filler_phrases_in(text))
+                for text in texts]
+    assert bits == expected
+    with numpy_only():
+        assert filler_bits(texts).tolist() == expected
+
+
+@needs_kernels
+def test_the_text_kernels_take_lists_of_str_only() -> None:
+    with pytest.raises(TypeError, match="not a str"):
+        KERNELS.count_words_into(["a", b"b"], np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="one result per text"):
+        KERNELS.filler_bits_into(["a"], (b"a",), np.empty(2, np.uint64))
+    with pytest.raises(ValueError, match="at most 64"):
+        KERNELS.filler_bits_into(["a"], (b"a",) * 65, np.empty(1, np.uint64))
+
+
 def test_a_module_built_from_an_older_source_is_not_used(monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     stale = types.ModuleType("metahuman_lib._kernels")
-    stale.VERSION = _dedup._KERNELS_VERSION - 1  # type: ignore[attr-defined]
+    stale.VERSION = _native.KERNELS_VERSION - 1  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "metahuman_lib._kernels", stale)
     monkeypatch.setattr(metahuman_lib, "_kernels", stale, raising=False)
-    with caplog.at_level(logging.WARNING, logger="metahuman_lib._dedup"):
-        assert _dedup._load_kernels() is None
+    with caplog.at_level(logging.WARNING, logger="metahuman_lib._native"):
+        assert _native.load_kernels() is None
     assert "make venv" in caplog.text
 
 
 def test_a_missing_module_leaves_the_numpy_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "metahuman_lib._kernels", None)  # import raises ImportError
     monkeypatch.delattr(metahuman_lib, "_kernels", raising=False)
-    assert _dedup._load_kernels() is None
+    assert _native.load_kernels() is None
 
 
 @needs_kernels
