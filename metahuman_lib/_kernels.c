@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNELS_VERSION 3
+#define KERNELS_VERSION 4
 
 static int
 check_items(Py_buffer *view, Py_ssize_t itemsize, const char *name)
@@ -645,7 +645,71 @@ done:
     return result;
 }
 
+static inline int
+token_char(Py_UCS4 c)
+{
+    /* text_rules._TOKEN_TABLE: [A-Za-z0-9_-] */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'
+           || c == '-';
+}
+
+static inline int
+holds_at(int kind, const void *data, Py_ssize_t length, Py_ssize_t at, const char *needle,
+         Py_ssize_t size)
+{
+    if (at + size > length) {
+        return 0;
+    }
+    for (Py_ssize_t k = 0; k < size; k++) {
+        if (PyUnicode_READ(kind, data, at + k) != (Py_UCS4)(unsigned char)needle[k]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* pii_flags_into(texts: list[str], min_digits, min_key_run, out u8[n]): text_rules.may_hold_pii_batch:
+ * whether a text has min_digits ASCII digits, an '@', a run of min_key_run [A-Za-z0-9_-], or
+ * says "earer" or "PRIVATE KEY". */
+static PyObject *
+pii_flags_into(PyObject *self, PyObject *args)
+{
+    PyObject *texts;
+    Py_ssize_t min_digits, min_key_run;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "O!nnw*", &PyList_Type, &texts, &min_digits, &min_key_run, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_texts(texts, &out, 1, "pii_flags_into")) {
+        goto done;
+    }
+    unsigned char *flag = out.buf;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(texts); i++) {
+        PyObject *text = PyList_GET_ITEM(texts, i);
+        int kind = PyUnicode_KIND(text);
+        const void *data = PyUnicode_DATA(text);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(text), digits = 0, run = 0;
+        int found = 0;
+        for (Py_ssize_t j = 0; j < length && !found; j++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, j);
+            digits += c >= '0' && c <= '9';
+            run = token_char(c) ? run + 1 : 0;
+            found = digits >= min_digits || run >= min_key_run || c == '@'
+                    || (c == 'e' && holds_at(kind, data, length, j, "earer", 5))
+                    || (c == 'P' && holds_at(kind, data, length, j, "PRIVATE KEY", 11));
+        }
+        flag[i] = (unsigned char)found;
+    }
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"pii_flags_into", pii_flags_into, METH_VARARGS,
+     "pii_flags_into(texts, min_digits, min_key_run, out): whether each text may hold PII (uint8)."},
     {"count_words_into", count_words_into, METH_VARARGS,
      "count_words_into(texts, out): text_rules.count_words of each text (int64)."},
     {"filler_bits_into", filler_bits_into, METH_VARARGS,

@@ -28,6 +28,8 @@ from metahuman_lib.text_rules import (
     count_words_of,
     filler_bits,
     filler_phrases_in,
+    may_hold_pii_batch,
+    scrub_pii,
 )
 
 KERNELS = _dedup._kernels
@@ -163,6 +165,28 @@ def test_word_counts_and_filler_are_the_same_with_and_without_the_kernels(texts:
     assert bits == expected
     with numpy_only():
         assert filler_bits(texts).tolist() == expected
+
+
+PII_PIECES = ["mail me at ana@example.org", "@", "call 555-123-4567", "0791 112 3456", "12345678",
+              "1234567", "4111 1111 1111 1111", "Bearer abcdefghijklmnopqrstuvwxyz0123", "bearer",
+              "earer", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", "PRIVATE KEY",
+              "sk-abcdefghijklmnopqrstuvwx", "abcdefghijklm", "abcdefghijklmn", "a_b-c", "GB82WEST12345698765432",
+              "078-05-1120", "é", "日本", "\x00", " ", "\n", "word", "9"]
+
+
+@needs_kernels
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(st.sampled_from(PII_PIECES), max_size=12).map("".join), max_size=20))
+def test_the_pii_pre_check_is_the_same_with_and_without_the_kernels(texts: list[str]) -> None:
+    flags = may_hold_pii_batch(texts)
+    with numpy_only():
+        expected = may_hold_pii_batch(texts)
+    if not any("\x00" in text for text in texts):
+        assert flags.tolist() == expected.tolist()
+    else:  # the numpy code flags a whole batch that holds NUL; the C code checks text by text
+        assert expected.all()
+    for text, flagged in zip(texts, flags.tolist(), strict=True):
+        assert flagged or scrub_pii(text) == text  # never a text that scrubbing would change
 
 
 @needs_kernels
