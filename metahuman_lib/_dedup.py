@@ -261,6 +261,14 @@ def _candidate_pairs(signatures: np.ndarray, eligible: np.ndarray, bands: int, r
     which keeps the number of pairs linear in the number of texts.
     """
     index = np.flatnonzero(eligible)
+    if index.size < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    if _kernels is not None:
+        room = bands * (index.size - 1)
+        later, earlier = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+        found = _kernels.band_pairs_into(np.ascontiguousarray(signatures, dtype=np.uint32),
+                                         index.astype(np.int64), bands, rows, later, earlier)
+        return _unique_pairs(np.column_stack((later[:found], earlier[:found])), signatures.shape[0])
     pairs = []
     for band in range(bands):
         block = signatures[index, band * rows : (band + 1) * rows].astype(np.uint64)
@@ -275,12 +283,15 @@ def _candidate_pairs(signatures: np.ndarray, eligible: np.ndarray, bands: int, r
         pairs.append(np.column_stack((index[order[member]], index[order[group_first[member]]])))
     if not pairs:
         return np.empty((0, 2), dtype=np.int64)
-    found = np.concatenate(pairs)
+    return _unique_pairs(np.concatenate(pairs), signatures.shape[0])
+
+
+def _unique_pairs(found: np.ndarray, width: int) -> np.ndarray:
+    """The distinct rows of ``found`` (pairs of text numbers below ``width``), sorted."""
     if not found.size:
         return found.reshape(0, 2)
     # One int64 key per pair sorts like the (later, earlier) rows; sorting the keys and
     # dropping repeats is many times faster than np.unique (of rows, or even of the keys).
-    width = signatures.shape[0]
     keys = np.sort(found[:, 0] * width + found[:, 1])
     later, earlier = np.divmod(keys[np.r_[True, keys[1:] != keys[:-1]]], width)
     return np.column_stack((later, earlier))
@@ -474,6 +485,11 @@ _PAIR_CHUNK = 8192
 def _agreement(signatures: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """The share of equal MinHash values of each pair of rows, compared a chunk of pairs at a time."""
     agree = np.empty(first.size)
+    if _kernels is not None:
+        _kernels.agreement_into(np.ascontiguousarray(signatures, dtype=np.uint32), signatures.shape[1],
+                                np.ascontiguousarray(first, dtype=np.int64),
+                                np.ascontiguousarray(second, dtype=np.int64), agree)
+        return agree
     for lo in range(0, first.size, _PAIR_CHUNK):
         hi = lo + _PAIR_CHUNK
         agree[lo:hi] = (signatures[first[lo:hi]] == signatures[second[lo:hi]]).mean(axis=1)

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KERNELS_VERSION 4
+#define KERNELS_VERSION 5
 
 static int
 check_items(Py_buffer *view, Py_ssize_t itemsize, const char *name)
@@ -441,6 +441,147 @@ done:
     return result;
 }
 
+/* band_pairs_into(signatures u32[texts*P], index i64[m], bands, rows, later i64[cap], earlier
+ * i64[cap]) -> pairs: for each LSH band, each text of index (ascending) whose band key an earlier
+ * one of index has, paired with the earliest such text (as _dedup._candidate_pairs), band after
+ * band; repeats across bands are left for the caller to drop. */
+static PyObject *
+band_pairs_into(PyObject *self, PyObject *args)
+{
+    Py_buffer signatures, index, later, earlier;
+    Py_ssize_t bands, rows;
+    if (!PyArg_ParseTuple(args, "y*y*nnw*w*", &signatures, &index, &bands, &rows, &later, &earlier)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    uint64_t *table_keys = NULL;
+    int64_t *table_first = NULL;
+    if (check_items(&signatures, 4, "signatures") || check_items(&index, 8, "index")
+        || check_items(&later, 8, "later") || check_items(&earlier, 8, "earlier")) {
+        goto done;
+    }
+    Py_ssize_t m = index.len / 8, cap = later.len / 8, perms = bands * rows;
+    if (bands < 1 || rows < 1 || earlier.len / 8 != cap || (signatures.len / 4) % perms != 0) {
+        PyErr_SetString(PyExc_ValueError, "band_pairs_into: array sizes do not agree");
+        goto done;
+    }
+    int64_t texts = (int64_t)((signatures.len / 4) / perms);
+    const int64_t *text = index.buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (text[i] < 0 || text[i] >= texts || (i && text[i] <= text[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "band_pairs_into: index must be ascending text numbers");
+            goto done;
+        }
+    }
+    Py_ssize_t size = 16;
+    while (size < 2 * m) {
+        size *= 2;
+    }
+    table_keys = PyMem_RawMalloc(sizeof(uint64_t) * (size_t)size);
+    table_first = PyMem_RawMalloc(sizeof(int64_t) * (size_t)size);
+    if (table_keys == NULL || table_first == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint32_t *sig = signatures.buf;
+    int64_t *later_of = later.buf, *earlier_of = earlier.buf;
+    Py_ssize_t count = 0;
+    int full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t mask = (uint64_t)size - 1;
+    for (Py_ssize_t band = 0; band < bands && !full; band++) {
+        for (Py_ssize_t slot = 0; slot < size; slot++) {
+            table_first[slot] = -1;
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            const uint32_t *row = sig + text[i] * perms + band * rows;
+            uint64_t key = 0;
+            for (Py_ssize_t column = 0; column < rows; column++) {
+                key = mix64(key ^ (uint64_t)row[column] ^ ((uint64_t)column << 40));
+            }
+            uint64_t slot = key & mask;
+            while (table_first[slot] >= 0 && table_keys[slot] != key) {
+                slot = (slot + 1) & mask;
+            }
+            if (table_first[slot] < 0) {
+                table_keys[slot] = key;
+                table_first[slot] = text[i];
+            } else if (count == cap) {
+                full = 1;
+                break;
+            } else {
+                later_of[count] = text[i];
+                earlier_of[count] = table_first[slot];
+                count++;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (full) {
+        PyErr_SetString(PyExc_ValueError, "band_pairs_into: more pairs than room");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(count);
+done:
+    PyMem_RawFree(table_keys);
+    PyMem_RawFree(table_first);
+    PyBuffer_Release(&signatures);
+    PyBuffer_Release(&index);
+    PyBuffer_Release(&later);
+    PyBuffer_Release(&earlier);
+    return result;
+}
+
+/* agreement_into(signatures u32[texts*P], first i64[m], second i64[m], out f64[m]): the share of
+ * equal values in the signatures of each pair (as _dedup._agreement). */
+static PyObject *
+agreement_into(PyObject *self, PyObject *args)
+{
+    Py_buffer signatures, first, second, out;
+    Py_ssize_t perms;
+    if (!PyArg_ParseTuple(args, "y*ny*y*w*", &signatures, &perms, &first, &second, &out)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_items(&signatures, 4, "signatures") || check_items(&first, 8, "first")
+        || check_items(&second, 8, "second") || check_items(&out, 8, "out")) {
+        goto done;
+    }
+    Py_ssize_t m = first.len / 8;
+    if (perms < 1 || second.len / 8 != m || out.len / 8 != m || (signatures.len / 4) % perms != 0) {
+        PyErr_SetString(PyExc_ValueError, "agreement_into: array sizes do not agree");
+        goto done;
+    }
+    int64_t texts = (int64_t)((signatures.len / 4) / perms);
+    const int64_t *one = first.buf, *two = second.buf;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (one[i] < 0 || one[i] >= texts || two[i] < 0 || two[i] >= texts) {
+            PyErr_Format(PyExc_ValueError, "agreement_into: pair %zd names a text outside 0..%lld", i,
+                         (long long)texts - 1);
+            goto done;
+        }
+    }
+    const uint32_t *sig = signatures.buf;
+    double *share = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const uint32_t *a = sig + one[i] * perms, *b = sig + two[i] * perms;
+        Py_ssize_t equal = 0;
+        for (Py_ssize_t p = 0; p < perms; p++) {
+            equal += a[p] == b[p];
+        }
+        share[i] = (double)equal / (double)perms;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&signatures);
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&second);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 /* ---- text rules ---------------------------------------------------------------------------- */
 
 static inline int
@@ -708,6 +849,12 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"band_pairs_into", band_pairs_into, METH_VARARGS,
+     "band_pairs_into(signatures, index, bands, rows, later, earlier) -> pairs: LSH candidate "
+     "pairs, band by band."},
+    {"agreement_into", agreement_into, METH_VARARGS,
+     "agreement_into(signatures, perms, first, second, out): the share of equal signature values "
+     "of each pair."},
     {"pii_flags_into", pii_flags_into, METH_VARARGS,
      "pii_flags_into(texts, min_digits, min_key_run, out): whether each text may hold PII (uint8)."},
     {"count_words_into", count_words_into, METH_VARARGS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from types import ModuleType
 
-KERNELS_VERSION = 4
+KERNELS_VERSION = 5
 """The ``VERSION`` of ``_kernels.c`` this code expects."""
 
 

@@ -112,6 +112,26 @@ def test_signatures_and_jaccard_of_random_runs_are_the_same() -> None:
 
 
 @needs_kernels
+@pytest.mark.parametrize(("num_perm", "bands", "rows"), [(32, 8, 4), (32, 32, 1), (64, 4, 16), (6, 2, 3)])
+def test_band_pairs_and_agreement_are_the_same(num_perm: int, bands: int, rows: int) -> None:
+    rng = np.random.default_rng(num_perm + bands)
+    signatures = rng.integers(0, 3, size=(500, num_perm), dtype=np.uint32)  # many equal bands
+    signatures[300:350] = signatures[:50]  # and some equal throughout
+    eligible = rng.random(500) < 0.8
+    with_c = _dedup._candidate_pairs(signatures, eligible, bands, rows)
+    with numpy_only():
+        without = _dedup._candidate_pairs(signatures, eligible, bands, rows)
+        assert np.array_equal(_dedup._candidate_pairs(signatures, eligible & False, bands, rows),
+                              np.empty((0, 2), dtype=np.int64))
+    assert with_c.shape[0] >= 20 and np.array_equal(with_c, without)
+    assert _dedup._candidate_pairs(signatures, eligible & False, bands, rows).shape == (0, 2)
+    first, second = with_c[:, 0], with_c[:, 1]
+    agree = _dedup._agreement(signatures, first, second)
+    with numpy_only():
+        assert np.array_equal(agree, _dedup._agreement(signatures, first, second))
+
+
+@needs_kernels
 def test_unordered_docs_take_the_numpy_code() -> None:
     shingles = np.array([5, 9, 1, 7], dtype=np.uint32)
     docs = np.array([1, 0, 1, 0])
@@ -139,6 +159,13 @@ def test_the_kernels_reject_arrays_that_do_not_fit() -> None:
     with pytest.raises(ValueError, match="names a text outside"):
         KERNELS.jaccard_into(shingles, prints_starts, prints_lengths, np.array([0]), np.array([2]),
                              np.empty(1))
+    signatures = np.zeros((3, 4), dtype=np.uint32)
+    with pytest.raises(ValueError, match="ascending"):
+        KERNELS.band_pairs_into(signatures, np.array([2, 1]), 2, 2, np.empty(4, np.int64), np.empty(4, np.int64))
+    with pytest.raises(ValueError, match="more pairs than room"):
+        KERNELS.band_pairs_into(signatures, np.array([0, 1, 2]), 2, 2, np.empty(1, np.int64), np.empty(1, np.int64))
+    with pytest.raises(ValueError, match="names a text outside"):
+        KERNELS.agreement_into(signatures, 4, np.array([0]), np.array([3]), np.empty(1))
     with pytest.raises(ValueError, match="whole number"):
         KERNELS.shingles_into(np.ones(2, np.uint64), np.zeros(2, np.int64), 3, 7, np.empty(3, np.uint16))
 
@@ -197,6 +224,14 @@ def test_the_text_kernels_take_lists_of_str_only() -> None:
         KERNELS.filler_bits_into(["a"], (b"a",), np.empty(2, np.uint64))
     with pytest.raises(ValueError, match="at most 64"):
         KERNELS.filler_bits_into(["a"], (b"a",) * 65, np.empty(1, np.uint64))
+
+
+def test_texts_that_are_all_repeats_or_wordless_have_no_near_duplicates() -> None:
+    texts = ["", "!!!", "", "..."]  # no text is eligible for the LSH search
+    with numpy_only():
+        without = _dedup.find_duplicates(texts)
+    for result in (_dedup.find_duplicates(texts), without):
+        assert result.exact_of.tolist() == [-1] * 4 and result.near_of.tolist() == [-1] * 4
 
 
 def test_a_module_built_from_an_older_source_is_not_used(monkeypatch: pytest.MonkeyPatch,
