@@ -1,16 +1,19 @@
-/* Deduplication's inner loops in C: word hashes, exact keys, shingles, MinHash signatures and
- * exact Jaccard similarities.
+/* The workbench's innermost loops in C: deduplication's word hashes, exact keys, shingles, MinHash
+ * signatures, LSH band pairs, signature agreement and exact Jaccard similarities, and a batch of
+ * texts' word counts, filler phrases and PII pre-check.
  *
  * Why C: numpy computes a MinHash signature in three passes over a permutations x shingles
  * temporary (xor, multiply, segmented minimum); one fused loop that keeps a text's signature in
- * registers is several times faster, and the exact Jaccard of a pair is a sort and a merge of
- * two short runs instead of two Python sets. Both give exactly what the numpy and Python code
- * of metahuman_lib/_dedup.py gives (the tests compare them); that code is the fallback when this
- * module was not built (no C compiler).
+ * registers is several times faster; the exact Jaccard of a pair is a sort and a merge of two
+ * short runs instead of two Python sets; a text's words and filler phrases are counted in one
+ * pass over its characters instead of a list of words or ten searches. Each gives exactly what
+ * the numpy or Python code of metahuman_lib/_dedup.py and text_rules.py gives (tests/
+ * test_kernels.py compares them); that code runs where this module was not built (no C compiler).
  *
- * Arrays come in through the buffer protocol (any C-contiguous array of the right item size);
- * the GIL is released while the loops run. VERSION must match _dedup._KERNELS_VERSION, so a
- * module left over from an older source is never used.
+ * Arrays come in through the buffer protocol (any C-contiguous array of the right item size) and
+ * are checked before use; the GIL is released while the array loops run (the text loops read str
+ * objects, so they keep it). VERSION must match _native.KERNELS_VERSION, so a module left over
+ * from an older source is never used: raise both when a kernel changes.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -882,8 +885,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "Deduplication's inner loops in C (see metahuman_lib/_dedup.py).", -1,
-    methods,
+    "The workbench's innermost loops in C (see metahuman_lib/_native.py).", -1,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
