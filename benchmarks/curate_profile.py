@@ -5,12 +5,11 @@ generator, seed 0; built once, about a minute). It reads every file once to warm
 then:
 
 * runs the whole ``metahuman curate`` command as a subprocess several times (after writing the
-  workbench's bytecode, as an installed package has it) and prints, as
-  medians, its wall time, its CPU time (user + system, its worker processes included) and its
-  peak memory (the largest resident set of the command or any of its workers), plus the
-  sha256 of the JSONL it wrote (the output must not change when the code gets faster), and
+  workbench's bytecode, as an installed package has it) and prints, as medians, its wall time,
+  its CPU time (user + system, its worker processes included) and its peak memory (the largest
+  resident set of the command or any of its workers), plus the sha256 of the JSONL it wrote (the output must not change when the code gets faster), and
   checks that ``METAHUMAN_WORKERS=1`` and the table path (``load_and_curate``, what notebooks
-  use) write the same bytes;
+  use) write the same bytes, and says whether the optional C module was built;
 * times the stages in-process: the load alone (``load_memories``), the command's path
   (``dataset.write_curated_dataset``) on all cores and in one process, and the table path.
 
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _profile_cache import cached_profile, warm_page_cache
 
+from metahuman_lib._native import kernels
 from metahuman_lib._shards import WORKERS_ENV, worker_count
 from metahuman_lib.curation import CurationOptions, load_and_curate
 from metahuman_lib.dataset import write_curated_dataset
@@ -141,6 +141,8 @@ def main() -> None:
     print(f"whole command `metahuman curate` (median of {args.repeat} runs, interpreter start included): "
           f"wall {wall:.2f} s (best {min(r[0] for r in runs):.2f} s), CPU {cpu:.2f} s, "
           f"peak memory {peak:.0f} MiB")
+    print("C module (metahuman_lib._kernels): " + ("built" if kernels is not None else
+                                                   "NOT built (no C compiler at install): the numpy code ran"))
     print(f"in-process, {worker_count()} worker processes (best of {len(stages['load alone'])}):")
     for name, seconds in stages.items():
         print(f"  {name:<28} {min(seconds):.2f} s")
