@@ -8,8 +8,9 @@ then:
   workbench's bytecode, as an installed package has it) and prints, as medians, its wall time,
   its CPU time (user + system, its worker processes included) and its peak memory (the largest
   resident set of the command or any of its workers), plus the sha256 of the JSONL it wrote
-  (the output must not change when the code gets faster), and checks that ``METAHUMAN_WORKERS=1`` and the table path (``load_and_curate``, what notebooks
-  use) write the same bytes, and says whether the optional C module was built;
+  (the output must not change when the code gets faster), and checks that
+  ``METAHUMAN_WORKERS=1`` and the table path (``load_and_curate``, what notebooks use) write
+  the same bytes, and says whether the optional C module was built;
 * times the stages in-process: the load alone (``load_memories``), the command's path
   (``dataset.write_curated_dataset``) on all cores and in one process, and the table path.
 
