@@ -243,7 +243,8 @@ done:
     return result;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) \
+    && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VECTOR_CLONES
@@ -621,6 +622,11 @@ check_texts(PyObject *texts, Py_buffer *out, Py_ssize_t itemsize, const char *na
             PyErr_Format(PyExc_TypeError, "%s: item %zd is not a str", name, i);
             return -1;
         }
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(text) < 0) { /* a legacy string made through the old C API */
+            return -1;
+        }
+#endif
     }
     return 0;
 }
