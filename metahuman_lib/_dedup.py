@@ -8,9 +8,9 @@ name candidate pairs. Only the few candidates are then checked with an exact Jac
 Words are runs of ASCII letters and digits or of non-ASCII bytes in the UTF-8 text, with ASCII
 letters case-folded, so case, punctuation and spacing never make two texts look different.
 
-The innermost loops (word hashes, exact keys, shingles, MinHash signatures, the exact Jaccard of
-a pair) run in C (``metahuman_lib/_kernels.c``) where that module was built: one pass each
-instead of several numpy passes. The numpy and Python code here gives the same results and is
+The innermost loops (word hashes, exact keys, shingles, MinHash signatures, LSH band pairs,
+signature agreement, the exact Jaccard of a pair) run in C (``metahuman_lib/_kernels.c``) where
+that module was built: one pass each instead of several numpy passes or a Python loop. The numpy and Python code here gives the same results and is
 used where it was not (no C compiler at install).
 """
 
