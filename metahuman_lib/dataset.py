@@ -28,6 +28,7 @@ import orjson
 from metahuman_lib._dedup import Fingerprints, join_fingerprints
 from metahuman_lib._gc import paused_gc
 from metahuman_lib._io import atomic_writer
+from metahuman_lib._shards import map_shards
 from metahuman_lib.curation import (
     _CURATED_COLUMNS,
     MODES,
@@ -388,21 +389,27 @@ def _curate_deferred(deferred: list[tuple[int, tuple[Any, ...]]], memories: _Mem
                      options: CurationOptions, systems: dict[str, dict[str, str]],
                      ) -> tuple[_Lines, list[tuple[int, str, str]]]:
     """The tool calls whose instruction is their parent memory's text, now that every memory is
-    known: the parents are read again from their files."""
+    known: the parents are read again from their files. Shards of many calls run on every core
+    (a profile of agent logs can hold tens of thousands: about 25 µs each)."""
     deferred.sort(key=lambda item: item[0])
-    rows = [row for row, _ in deferred]
-    values = [memory for _, memory in deferred]
-    wanted = {memory[5].get("parentEventId") for memory in values}
     row_of = {memory_id: row for row, memory_id in enumerate(memories.ids)}
-    parent_paths = [memories.paths[row_of[memory_id]] for memory_id in wanted if memory_id in row_of]
-    parents = _texts_of_rows(reread_memories(profile, parent_paths), wanted)
-    columns = [list(column) for column in zip(*values, strict=True)]
-    batch = _curate_rows(columns[:len(_CURATED_COLUMNS)], 0, options, parents)
-    ids, stamps, sources = columns[len(_CURATED_COLUMNS):]
-    lines = _lines_of(batch, ids, stamps, [memories.types[row] for row in rows], columns[1], sources,
-                      systems)
-    lines.rows = np.array([rows[row] for row in lines.rows.tolist()], dtype=np.int64)
-    return lines, [(rows[row], reason, detail) for row, reason, detail in batch.drops]
+
+    def curate_range(start: int, stop: int) -> tuple[_Lines, list[tuple[int, str, str]]]:
+        rows = [row for row, _ in deferred[start:stop]]
+        values = [memory for _, memory in deferred[start:stop]]
+        wanted = {memory[5].get("parentEventId") for memory in values}
+        parent_paths = [memories.paths[row_of[memory_id]] for memory_id in wanted if memory_id in row_of]
+        parents = _texts_of_rows(reread_memories(profile, parent_paths), wanted)
+        columns = [list(column) for column in zip(*values, strict=True)]
+        batch = _curate_rows(columns[:len(_CURATED_COLUMNS)], 0, options, parents)
+        ids, stamps, sources = columns[len(_CURATED_COLUMNS):]
+        lines = _lines_of(batch, ids, stamps, [memories.types[row] for row in rows], columns[1], sources,
+                          systems)
+        lines.rows = np.array([rows[row] for row in lines.rows.tolist()], dtype=np.int64)
+        return lines, [(rows[row], reason, detail) for row, reason, detail in batch.drops]
+
+    parts = map_shards(curate_range, len(deferred))
+    return _Lines.join([lines for lines, _ in parts]), [drop for _, drops in parts for drop in drops]
 
 
 def _write_dropped(path: Path, drops: list[tuple[int, str, str]], memories: _Memories) -> None:
