@@ -89,10 +89,11 @@ def test_the_dataset_path_writes_what_the_table_path_writes(
         patch.setenv(_shards.WORKERS_ENV, "1")
         expected = _table_path(unique_profile, options, tmp_path, **review)
     monkeypatch.setenv(_shards.WORKERS_ENV, workers)
-    if workers != "1":  # forked at once, month folders in small batches, pairs scored in shards
+    if workers != "1":  # forked at once, month folders in small batches, pairs and tool calls in shards
         monkeypatch.setattr(memory, "_FORK_FILES", 1)
         monkeypatch.setattr(memory, "_BATCH_FILES", 37)
         monkeypatch.setattr(_dedup, "_MIN_PAIR_SHARD", 3)
+        monkeypatch.setattr(_shards, "MIN_SHARD", 2)
     calls = []
     monkeypatch.setattr(dataset, "_write_from_tables", lambda *args: calls.append(args))
     got = _dataset_path(unique_profile, options, tmp_path, **review)
