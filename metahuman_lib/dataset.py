@@ -63,7 +63,7 @@ from metahuman_lib.quality import (
     month_counts,
 )
 from metahuman_lib.samples import iso_micros, sample_record
-from metahuman_lib.text_rules import FILLER_PHRASES, filler_bits
+from metahuman_lib.text_rules import filler_bits
 
 _DROPPED_HEADER = ("memory_id", "path", "type", "reason", "detail")
 
@@ -274,12 +274,9 @@ def write_curated_dataset(profile: Profile, options: CurationOptions, output: Pa
             _write_dropped(Path(dropped), drops, memories)
         stats = curation_stats(memories.count, drops, kept.scrubbed.tolist(),
                                [SHAPES[code] for code in kept.shapes.tolist()], int(kept.stripped.sum()))
-        phrase_counts = {phrase: int(((kept.filler >> np.uint64(bit)) & np.uint64(1)).sum())
-                         for bit, phrase in enumerate(FILLER_PHRASES)}
         times = stamps.astype("datetime64[us]")
         metrics = measure(kept.words, [MODES[code] for code in kept.modes.tolist()],
-                          month_counts(times) if len(times) else {},
-                          phrase_counts, int(np.count_nonzero(kept.filler)), stats)
+                          month_counts(times) if len(times) else {}, kept.filler, stats)
         new_samples = None
         if kind == "monthly" and now is not None:
             now_us = _micros(now)

@@ -33,7 +33,7 @@ from metahuman_lib.errors import ConfigError, GateRefused
 from metahuman_lib.memory import LoadReport
 from metahuman_lib.profile import Profile
 from metahuman_lib.runfolder import list_run_dirs, read_manifest, update_manifest, utc_now_iso
-from metahuman_lib.text_rules import SCRUB_KINDS, count_words, texts_with_filler
+from metahuman_lib.text_rules import FILLER_PHRASES, SCRUB_KINDS, count_words_of, filler_bits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,8 +127,7 @@ def _word_counts(samples: pd.DataFrame) -> np.ndarray:
     ``assistant_text``), or the text split on whitespace for a table without it."""
     if "word_count" in samples:
         return samples["word_count"].to_numpy(dtype=np.int64)
-    texts = samples["assistant_text"].tolist()
-    return np.fromiter((count_words(text) for text in texts), dtype=np.int64, count=len(texts))
+    return np.array(count_words_of(samples["assistant_text"].tolist()), dtype=np.int64)
 
 
 def _month_counts(timestamps: pd.Series) -> dict[str, int]:
@@ -144,17 +143,10 @@ def month_counts(stamps: np.ndarray) -> dict[str, int]:
     return dict(zip(np.datetime_as_string(months, unit="M").tolist(), counts.tolist(), strict=True))
 
 
-def _filler_owners(texts: list[str]) -> dict[str, list[int]]:
-    """:func:`texts_with_filler` over all texts, its shards on all cores."""
-
-    def search(start: int, stop: int) -> tuple[int, dict[str, list[int]]]:
-        return start, texts_with_filler(texts[start:stop])
-
-    owners: dict[str, list[int]] = {}
-    for start, part in map_shards(search, len(texts)):
-        for phrase, found in part.items():
-            owners.setdefault(phrase, []).extend(index + start for index in found)
-    return owners
+def _filler_bits(texts: list[str]) -> np.ndarray:
+    """:func:`~metahuman_lib.text_rules.filler_bits` of all texts, its shards on all cores."""
+    parts = map_shards(lambda start, stop: filler_bits(texts[start:stop]), len(texts))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = None) -> QualityMetrics:
@@ -168,25 +160,26 @@ def quality_metrics(samples: pd.DataFrame, stats: Mapping[str, int] | None = Non
         The :class:`QualityMetrics`; every count is exact, every percentage one decimal.
     """
     words = _word_counts(samples)
-    with_phrase = _filler_owners(samples["assistant_text"].tolist())
-    phrase_counts = {phrase: len(found) for phrase, found in with_phrase.items()}
-    filler = len(set().union(*with_phrase.values()))
     months = _month_counts(samples["timestamp"]) if len(words) else {}
-    return measure(words, samples["mode"].tolist(), months, phrase_counts, filler, stats)
+    return measure(words, samples["mode"].tolist(), months, _filler_bits(samples["assistant_text"].tolist()),
+                   stats)
 
 
 def measure(words: np.ndarray, modes: Sequence[str], per_month: dict[str, int],
-            phrase_counts: Mapping[str, int], filler: int,
-            stats: Mapping[str, int] | None = None) -> QualityMetrics:
-    """:class:`QualityMetrics` from what was counted per sample: words, modes, samples per month,
-    samples per filler phrase and samples with any filler (see :func:`quality_metrics`)."""
+            filler_phrases: np.ndarray, stats: Mapping[str, int] | None = None) -> QualityMetrics:
+    """:class:`QualityMetrics` from what was found per sample: words, modes, samples per month,
+    and which filler phrases each holds (a bit per :data:`FILLER_PHRASES` entry, as
+    :func:`~metahuman_lib.text_rules.filler_bits` gives; see :func:`quality_metrics`)."""
     total = len(words)
     short = int((words <= SHORT_MAX_WORDS).sum())
     long = int((words >= LONG_MIN_WORDS).sum())
     medium = total - short - long
     mode_counts = Counter(modes)
     counts = {mode: mode_counts.get(mode, 0) for mode in MODES}
+    phrase_counts = {phrase: int(((filler_phrases >> np.uint64(bit)) & np.uint64(1)).sum())
+                     for bit, phrase in enumerate(FILLER_PHRASES)}
     found = {phrase: count for phrase, count in phrase_counts.items() if count}
+    filler = int(np.count_nonzero(filler_phrases))
     stats = dict(stats or {})
     return QualityMetrics(
         total=total, short=short, medium=medium, long=long,

@@ -21,6 +21,7 @@ import metahuman_lib
 from metahuman_lib import _dedup, _native, text_rules
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.dataset import write_curated_dataset
+from metahuman_lib.quality import curate_profile
 from metahuman_lib.demo import write_demo_profile
 from metahuman_lib.text_rules import (
     FILLER_PHRASES,
@@ -256,8 +257,11 @@ def test_the_dataset_is_the_same_with_and_without_the_kernels(tmp_path: Path) ->
     root = tmp_path / "root"
     profile = write_demo_profile(root)
     options = CurationOptions(username="demo", near_dup_threshold=0.6)
-    write_curated_dataset(profile, options, tmp_path / "with.jsonl", dropped=tmp_path / "with.csv")
+    with_c = write_curated_dataset(profile, options, tmp_path / "with.jsonl", dropped=tmp_path / "with.csv")
     with numpy_only():
-        write_curated_dataset(profile, options, tmp_path / "without.jsonl", dropped=tmp_path / "without.csv")
+        without = write_curated_dataset(profile, options, tmp_path / "without.jsonl",
+                                        dropped=tmp_path / "without.csv")
+        table_metrics = curate_profile(profile, options).metrics
+    assert with_c.metrics == without.metrics == table_metrics and with_c.metrics.duplicates_near > 0
     assert (tmp_path / "with.jsonl").read_bytes() == (tmp_path / "without.jsonl").read_bytes()
     assert (tmp_path / "with.csv").read_bytes() == (tmp_path / "without.csv").read_bytes()
