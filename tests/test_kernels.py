@@ -21,8 +21,8 @@ import metahuman_lib
 from metahuman_lib import _dedup, _native, text_rules
 from metahuman_lib.curation import CurationOptions
 from metahuman_lib.dataset import write_curated_dataset
-from metahuman_lib.quality import curate_profile
 from metahuman_lib.demo import write_demo_profile
+from metahuman_lib.quality import curate_profile
 from metahuman_lib.text_rules import (
     FILLER_PHRASES,
     count_words,
